@@ -4,6 +4,7 @@ Each rule is data (a dict) with a Python function for unit tests and reports, an
 SQL rendering (`sql_case`) the engine uses set-based on staging tables. Both come
 from the same dict, so the migration and the verification gate cannot drift apart.
 """
+import hashlib
 import re
 import uuid
 
@@ -81,7 +82,12 @@ def derived_uuid(kind, v5_key):
     """Deterministic V6 id for a row the migration creates from a V5 row without a uuid
     (history rows) or whose V5 id is taken in V6. Stable across runs: the natural key of
     idempotence."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"parking-migrate:{kind}:{v5_key}"))
+    return str(uuid.UUID(hashlib.md5(f"parking-migrate:{kind}:{v5_key}".encode()).hexdigest()))
+
+
+def sql_derived_uuid(kind, key_expr):
+    """The same id computed in SQL: md5('parking-migrate:<kind>:' || key)::uuid."""
+    return f"md5('parking-migrate:{kind}:' || ({key_expr})::text)::uuid"
 
 
 def sql_literal(value):

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# parking-migrate: phase 1 data migration V5 -> V6.
+
+DOCUMENTATION = r"""
+module: parking_tenant_migration
+short_description: Migrate the V5 Smart Parking database into V6, tenant-aware and deduplicated
+version_added: "1.0.0"
+description:
+  - Moves V5 (C(parking_v5)) tenants, users with their memberships, sites, spaces, sensor and
+    display devices, device assignment history, reservations, orphan devices and the
+    state-change/reading history into V6 (C(parking_v6)).
+  - Every device gets a tenant through space -> site -> tenant, linked by EUI as V5 does (or by
+    the older FK columns); devices in no live space go to the platform tenant, unassigned.
+  - Rows V6 already has are matched on their natural key (tenant id or slug, user email
+    case-insensitively, site per tenant, space per site, device EUI) and not duplicated; a V5 ->
+    V6 id map is kept in the ledger (schema C(parking_migrate) of the target).
+  - Bulk data moves by COPY, streamed from the source into staging tables of the target's
+    transaction, then set-based SQL. Memory stays flat as tables grow.
+  - The live schemas are read first; a missing column or one of another type fails the run,
+    listing every difference.
+  - Makes V6 row-level security effective for a non-owner application role (O(app_role)).
+  - O(state=absent) (rollback-1) removes exactly what the tool inserted, restores what it
+    updated and undoes its grants and policies; rows V6 had before stay.
+  - One transaction on the target, so any error rolls everything back. A PostgreSQL advisory lock
+    keeps two runs apart.
+options:
+  state:
+    description: C(present) migrates; C(absent) rolls phase 1 back from the ledger (V5 is not read).
+    type: str
+    choices: [present, absent]
+    default: present
+  mode:
+    description:
+      - C(full) migrates everything not migrated yet (history from O(history_since)).
+      - C(delta) moves only what V5 wrote since the last run's watermark (used at cutover); it
+        needs an earlier successful run.
+    type: str
+    choices: [full, delta]
+    default: full
+  history_since:
+    description: Only history (readings, state changes) at or after this time (ISO 8601). Default all of it.
+    type: str
+  allow_rejects:
+    description:
+      - Rows that cannot be placed safely (malformed EUI, a conflict with V6) are rejects with a reason.
+      - When false (default) any reject fails the run and nothing is written.
+    type: bool
+    default: false
+  platform_tenant_id:
+    description: The V6 platform tenant, home of unplaced devices. Must exist in V6.
+    type: str
+    default: "00000000-0000-0000-0000-000000000000"
+  app_role:
+    description: V6 application role that RLS must apply to (created if missing). Empty to skip.
+    type: str
+    default: parking_v6_app
+  app_role_password:
+    description: Password given to O(app_role) when the module creates it.
+    type: str
+  report_path:
+    description: Write the run's result (counts, rejects, warnings, timings) as JSON to this file.
+    type: path
+  progress_log:
+    description: Append one line per step (with rows/s for history) to this file, for C(tail -f).
+    type: path
+extends_documentation_fragment:
+  - parking.source
+  - parking.target
+  - parking.attributes
+seealso:
+  - module: parking_migration_verify
+  - module: chirpstack_gateway_import
+notes:
+  - Reads V5 as its owner or a superuser (V5 forces RLS on 10 tables); writes V6 as its owner.
+author:
+  - parking-migrate
+"""
+
+EXAMPLES = r"""
+- name: Migrate V5 into V6 (phase 1)
+  parking_tenant_migration:
+    source:
+      login_host: db.verdegris.eu
+      login_user: parking_user
+      login_password: "{{ vault_parking_pg_owner_password }}"
+      db: parking_v5
+    target:
+      login_host: db.verdegris.eu
+      login_user: parking_user
+      login_password: "{{ vault_parking_pg_owner_password }}"
+      db: parking_v6
+    allow_rejects: true
+    report_path: /var/lib/parking-migrate/reports/phase1-migrate.json
+  register: migration
+
+- name: Catch up what V5 wrote since the last run (cutover)
+  parking_tenant_migration:
+    source: "{{ v5_connection }}"
+    target: "{{ v6_connection }}"
+    mode: delta
+    allow_rejects: true
+
+- name: Roll phase 1 back (rollback-1)
+  parking_tenant_migration:
+    target: "{{ v6_connection }}"
+    state: absent
+"""
+
+RETURN = r"""
+run_id:
+  description: Id of this run in the ledger (C(parking_migrate.runs)).
+  returned: always
+  type: str
+  sample: 3f6c1a52-8d1e-4b7a-a1c2-5e6f7a8b9c0d
+counts:
+  description: Per entity, rows read, inserted, matched (V6 had them), already_migrated, rejected, skipped.
+  returned: success
+  type: dict
+  sample: {"sensor_devices": {"read": 13, "inserted": 12, "rejected": 1}}
+rejects:
+  description: V5 rows that could not be placed, with the reason.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"entity": "sensor_devices", "v5_id": "cd44f574-a183-4840-b305-8bc3cfc287f1",
+            "reason": "malformed EUI 'A8404100018E4D': expected 16 hex digits"}]
+warnings_found:
+  description: Placement decisions worth a look (device linked from several spaces, only from deleted ones).
+  returned: success
+  type: list
+  elements: str
+  sample: ["sensor 58A0CB0000103B22 (V5 cb2b...) is linked from 2 live V5 spaces; chose 9c11... (rule: ...)"]
+watermarks:
+  description: Highest V5 history ids migrated; the next run (and mode=delta) starts there.
+  returned: success
+  type: dict
+  sample: {"sensor_readings": 1027, "state_changes": 92}
+timings:
+  description: Seconds per step.
+  returned: success
+  type: dict
+  sample: {"stage sensor_readings": 0.41, "sensor_readings": 0.93}
+diff:
+  description: V6 row counts per table before and after (with --diff, or always in the result).
+  returned: success
+  type: dict
+  sample: {"before": {"sensor_devices": 0}, "after": {"sensor_devices": 12}}
+executed_queries:
+  description: The statements issued, with placeholders (values and passwords never included).
+  returned: success
+  type: list
+  elements: str
+  sample: ["CREATE TEMP TABLE stg_tenants (...) ON COMMIT DROP"]
+report_path:
+  description: The JSON report written, when O(report_path) is set.
+  returned: when requested
+  type: str
+  sample: /var/lib/parking-migrate/reports/phase1-migrate.json
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connection_option
+from ansible.module_utils.parking.errors import ParkingError, RejectsPresent, SchemaMismatch
+from ansible.module_utils.parking import migrate, rollback
+from ansible.module_utils.parking.session import Progress, require_uuid, transactional, write_json
+
+
+def argument_spec():
+    return dict(
+        source=connection_option("parking_v5"),
+        target=connection_option("parking_v6"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        mode=dict(type="str", default="full", choices=["full", "delta"]),
+        history_since=dict(type="str"),
+        allow_rejects=dict(type="bool", default=False),
+        platform_tenant_id=dict(type="str", default="00000000-0000-0000-0000-000000000000"),
+        app_role=dict(type="str", default="parking_v6_app"),
+        app_role_password=dict(type="str", no_log=True),
+        report_path=dict(type="path"),
+        progress_log=dict(type="path"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"))
+    p = module.params
+    progress = Progress(p["progress_log"])
+    try:
+        platform = require_uuid(p["platform_tenant_id"], "platform_tenant_id")
+        if p["state"] == "absent":
+            result = transactional(p["target"], lambda tgt, run_id: rollback.rollback(tgt, run_id),
+                                   module.check_mode, state="absent", mode="rollback")
+        else:
+            def run(tgt, src, run_id):
+                return migrate.migrate(src, tgt, run_id, platform, mode=p["mode"],
+                                       history_since=p["history_since"], allow_rejects=p["allow_rejects"],
+                                       app_role=p["app_role"] or None, app_role_password=p["app_role_password"],
+                                       progress=progress)
+            result = transactional(p["target"], run, module.check_mode, sources=[(p["source"], "source")],
+                                   mode=p["mode"])
+    except RejectsPresent as exc:
+        module.fail_json(msg=str(exc), run_id=getattr(exc, "run_id", None), rejects=exc.rejects.get("rejects"),
+                         counts=exc.rejects.get("counts"), progress=progress.lines)
+    except SchemaMismatch as exc:
+        module.fail_json(msg=str(exc), differences=exc.differences, run_id=getattr(exc, "run_id", None))
+    except ParkingError as exc:
+        module.fail_json(msg=str(exc), run_id=getattr(exc, "run_id", None), progress=progress.lines)
+    except Exception as exc:  # a driver or unexpected error: rolled back, reported with its trace
+        module.fail_json(msg=f"phase 1 failed and was rolled back, nothing was written: {exc}",
+                         run_id=getattr(exc, "run_id", None), progress=progress.lines,
+                         exception=traceback.format_exc())
+    if "warnings" in result:
+        result["warnings_found"] = result.pop("warnings")
+    if p["report_path"] and not module.check_mode:
+        result["report_path"] = write_json(p["report_path"], {k: v for k, v in result.items()
+                                                              if k != "executed_queries"})
+    result["progress"] = progress.lines
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

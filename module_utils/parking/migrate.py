@@ -1,0 +1,672 @@
+"""Phase 1 engine: V5 (`parking_v5`) -> V6 (`parking_v6`), tenant-aware, deduplicated.
+
+One run = one transaction on the target (check mode rolls it back) reading one consistent
+snapshot of the source. Per entity, in dependency order:
+
+  stage   COPY (SELECT ...) TO STDOUT on V5 -> COPY FROM STDIN into a TEMP table on V6
+  plan    a TEMP table m_<entity>: for every V5 row its V6 id and an action
+          mapped (done by an earlier run) | match (V6 already has it: natural key)
+          | insert | reject (with the reason) | skip
+  apply   INSERT the `insert` rows set-based; record id map, rejects and before-images
+
+Nothing is updated in place except the space <-> device links of rows V6 already had, and
+those keep a before-image so rollback (state=absent) restores them exactly.
+"""
+import json
+import time
+
+from . import ledger, rls, schema, sqlfrag as F, staging
+from .errors import ConfigError, RejectsPresent
+
+PHASE = "phase1"
+L = F.LEDGER
+
+# Order matters: each entity's plan reads the id map of the ones before it.
+ENTITIES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices",
+            "display_devices", "space_links", "device_assignments", "reservations", "orphan_devices",
+            "sensor_readings", "state_changes")
+V6_TABLES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices", "display_devices",
+             "device_assignments", "reservations", "orphan_devices", "sensor_readings", "state_changes")
+HISTORY_OVERLAP = 10000  # ids re-read below the watermark: rows committed late are caught
+
+
+class Run:
+    """Cursors, the run id and what the run did (queries, counts, rejects, warnings)."""
+
+    def __init__(self, src_conn, tgt_conn, run_id, platform, progress=None):
+        self.src = src_conn.cursor()
+        self.cur = tgt_conn.cursor()
+        self.run_id = run_id
+        self.platform = platform
+        self.queries = []
+        self.counts = {}
+        self.warnings = []
+        self.timings = {}
+        self.progress = progress or (lambda msg: None)
+        self.params = {"run": run_id, "platform": platform}
+
+    def execute(self, sql, params=None):
+        self.queries.append(" ".join(sql.split()))
+        self.cur.execute(sql, self.params if params is None else params)
+        return self.cur.rowcount
+
+    def scalar(self, sql, params=None):
+        self.execute(sql, params)
+        row = self.cur.fetchone()
+        return row[0] if row else None
+
+    def rows(self, sql, params=None):
+        self.execute(sql, params)
+        return self.cur.fetchall()
+
+    def count(self, entity, key, n):
+        self.counts.setdefault(entity, {}).setdefault(key, 0)
+        self.counts[entity][key] += n
+
+
+# --------------------------------------------------------------------------------------------
+# generic apply: id map, rejects, counts
+# --------------------------------------------------------------------------------------------
+
+def record_plan(run, entity):
+    """Id-map rows for insert/match, rejects, and the counts of the plan m_<entity>."""
+    run.execute(f"""
+        INSERT INTO {L}.id_map (entity, v5_id, v6_id, action, run_id)
+        SELECT '{entity}', v5_id, v6_id::text,
+               CASE action WHEN 'insert' THEN 'inserted' ELSE 'matched' END, %(run)s
+        FROM m_{entity} WHERE action IN ('insert', 'match')
+        ON CONFLICT (entity, v5_id) DO NOTHING""")
+    run.execute(f"""
+        INSERT INTO {L}.rejects (run_id, entity, v5_id, reason)
+        SELECT %(run)s, '{entity}', v5_id, reason FROM m_{entity} WHERE action = 'reject'
+        ON CONFLICT DO NOTHING""")
+    for action, n in run.rows(f"SELECT action, count(*) FROM m_{entity} GROUP BY action"):
+        key = {"insert": "inserted", "match": "matched", "mapped": "already_migrated",
+               "reject": "rejected", "skip": "skipped"}[action]
+        run.count(entity, key, n)
+
+
+def plan(run, entity, select_sql):
+    run.execute(f"CREATE TEMP TABLE m_{entity} ON COMMIT DROP AS {select_sql}")
+    run.execute(f"ANALYZE m_{entity}")
+
+
+def prev_state(entity, table):
+    """CASE pieces for rows mapped by an earlier run: still there -> mapped, deleted in V6 -> reject."""
+    return (f"WHEN prev_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.id = prev_id) "
+            f"THEN 'reject' WHEN prev_id IS NOT NULL THEN 'mapped'")
+
+
+PREV_REASON = "WHEN prev_id IS NOT NULL THEN 'migrated by an earlier run, then deleted in V6: not re-created'"
+
+
+# --------------------------------------------------------------------------------------------
+# entities
+# --------------------------------------------------------------------------------------------
+
+def migrate_tenants(run):
+    plan(run, "tenants", f"""
+        WITH c AS (
+            SELECT s.*, prev.v6_id::uuid AS prev_id, byid.id AS byid, byslug.id AS byslug
+            FROM stg_tenants s {F.prev_join('tenants')}
+            LEFT JOIN tenants byid ON byid.id = s.id
+            LEFT JOIN tenants byslug ON byslug.slug = s.slug)
+        SELECT c.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id
+                 WHEN byid IS NOT NULL THEN byid WHEN byslug IS NOT NULL THEN byslug ELSE id END AS v6_id,
+            CASE {prev_state('tenants', 'tenants')}
+                 WHEN byid IS NOT NULL AND byslug IS NOT NULL AND byslug <> byid THEN 'reject'
+                 WHEN byid IS NOT NULL OR byslug IS NOT NULL THEN 'match'
+                 ELSE 'insert' END AS action,
+            CASE {PREV_REASON}
+                 WHEN byid IS NOT NULL AND byslug IS NOT NULL AND byslug <> byid
+                 THEN 'id matches V6 tenant ' || byid || ' but slug ' || quote_literal(slug)
+                      || ' belongs to V6 tenant ' || byslug END AS reason
+        FROM c""")
+    run.execute("""
+        INSERT INTO tenants (id, name, slug, metadata, settings, is_active, created_at, updated_at,
+                             type, subscription_tier)
+        SELECT v6_id, name, slug, coalesce(metadata, '{}'), coalesce(settings, '{}'), coalesce(is_active, true),
+               coalesce(created_at, now()), coalesce(updated_at, now()),
+               CASE WHEN v6_id = %(platform)s::uuid THEN 'platform' ELSE 'customer' END, 'basic'
+        FROM m_tenants WHERE action = 'insert'""")
+    record_plan(run, "tenants")
+
+
+def migrate_users(run):
+    plan(run, "users", f"""
+        WITH c AS (
+            SELECT s.*, lower(s.email) AS email_l, prev.v6_id::uuid AS prev_id,
+                   (SELECT count(*) FROM users u WHERE lower(u.email) = lower(s.email)) AS n_email,
+                   (SELECT min(u.id::text)::uuid FROM users u WHERE lower(u.email) = lower(s.email)) AS byemail,
+                   EXISTS (SELECT 1 FROM users u WHERE u.id = s.id) AS id_taken
+            FROM stg_users s {F.prev_join('users')})
+        SELECT c.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id WHEN n_email = 1 THEN byemail
+                 WHEN id_taken THEN {F.derived('users', 'id')} ELSE id END AS v6_id,
+            CASE {prev_state('users', 'users')}
+                 WHEN n_email > 1 THEN 'reject' WHEN n_email = 1 THEN 'match' ELSE 'insert' END AS action,
+            CASE {PREV_REASON}
+                 WHEN n_email > 1 THEN n_email || ' V6 users share this email case-insensitively' END AS reason
+        FROM c""")
+    run.execute("""
+        INSERT INTO users (id, email, name, hashed_password, metadata, is_active, email_verified, created_at,
+                           updated_at, last_login_at, first_name, last_name)
+        SELECT v6_id, email_l, name, password_hash, coalesce(metadata, '{}'), coalesce(is_active, true),
+               coalesce(email_verified, false), coalesce(created_at, now()), coalesce(updated_at, now()),
+               last_login_at,
+               nullif((regexp_split_to_array(btrim(name), '\\s+'))[1], ''),
+               (regexp_split_to_array(btrim(name), '\\s+'))[2]
+        FROM m_users WHERE action = 'insert'""")
+    record_plan(run, "users")
+
+
+def migrate_memberships(run):
+    role = F.membership_role("s.role")
+    plan(run, "user_memberships", f"""
+        WITH c AS (
+            SELECT s.*, mu.v6_id::uuid AS user_v6,
+                   CASE WHEN s.role = 'platform_admin' THEN %(platform)s::uuid ELSE mt.v6_id::uuid END AS tenant_v6,
+                   {role} AS role_v6, prev.v6_id::uuid AS prev_id,
+                   EXISTS (SELECT 1 FROM user_memberships x WHERE x.id = s.id) AS id_taken
+            FROM stg_user_memberships s {F.prev_join('user_memberships')}
+            {F.mapped('users', 'mu', 's.user_id')} {F.mapped('tenants', 'mt', 's.tenant_id')}),
+        d AS (
+            SELECT c.*,
+                   (SELECT x.id FROM user_memberships x WHERE x.user_id = c.user_v6
+                      AND x.tenant_id = c.tenant_v6) AS existing,
+                   first_value(CASE WHEN id_taken THEN {F.derived('user_memberships', 'id')} ELSE id END)
+                       OVER w AS first_id,
+                   row_number() OVER w AS dup
+            FROM c WINDOW w AS (PARTITION BY user_v6, tenant_v6 ORDER BY
+                 CASE role_v6 WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'operator' THEN 2 ELSE 1 END DESC,
+                 is_active DESC NULLS LAST, id))
+        SELECT d.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id WHEN existing IS NOT NULL THEN existing
+                 ELSE first_id END AS v6_id,
+            CASE {prev_state('user_memberships', 'user_memberships')}
+                 WHEN user_v6 IS NULL OR tenant_v6 IS NULL OR role_v6 IS NULL THEN 'reject'
+                 WHEN existing IS NOT NULL OR dup > 1 THEN 'match' ELSE 'insert' END AS action,
+            CASE {PREV_REASON}
+                 WHEN user_v6 IS NULL THEN 'its user was not migrated'
+                 WHEN tenant_v6 IS NULL THEN 'its tenant was not migrated'
+                 WHEN role_v6 IS NULL THEN 'unknown role ' || quote_literal(role) END AS reason
+        FROM d""")
+    run.execute("""
+        INSERT INTO user_memberships (id, user_id, tenant_id, role, metadata, is_active, created_at, updated_at)
+        SELECT v6_id, user_v6, tenant_v6, role_v6,
+               coalesce(metadata, '{}') || CASE WHEN role = 'platform_admin'
+                   THEN jsonb_build_object('v5_role', 'platform_admin') ELSE '{}' END,
+               coalesce(is_active, true), coalesce(created_at, now()), coalesce(updated_at, now())
+        FROM m_user_memberships WHERE action = 'insert'""")
+    record_plan(run, "user_memberships")
+
+
+def migrate_sites(run):
+    plan(run, "sites", f"""
+        WITH c AS (
+            SELECT s.*, mt.v6_id::uuid AS tenant_v6, prev.v6_id::uuid AS prev_id,
+                   byid.id AS byid, byid.tenant_id AS byid_tenant,
+                   (SELECT x.id FROM sites x WHERE x.tenant_id = mt.v6_id::uuid AND x.name = s.name) AS byname,
+                   {F.slugify('s.name')} AS base_slug
+            FROM stg_sites s {F.prev_join('sites')} {F.mapped('tenants', 'mt', 's.tenant_id')}
+            LEFT JOIN sites byid ON byid.id = s.id),
+        d AS (
+            SELECT c.*,
+                CASE {prev_state('sites', 'sites')}
+                     WHEN tenant_v6 IS NULL THEN 'reject'
+                     WHEN byid IS NOT NULL AND byid_tenant = tenant_v6 THEN 'match'
+                     WHEN byname IS NOT NULL THEN 'match' ELSE 'insert' END AS action0
+            FROM c),
+        e AS (
+            SELECT d.*,
+                   row_number() OVER (PARTITION BY tenant_v6, name, action0 ORDER BY id) AS name_dup,
+                   row_number() OVER (PARTITION BY tenant_v6, base_slug, action0 ORDER BY id) AS slug_dup,
+                   EXISTS (SELECT 1 FROM sites x WHERE x.tenant_id = d.tenant_v6 AND x.slug = d.base_slug)
+                       AS slug_taken
+            FROM d)
+        SELECT e.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id
+                 WHEN action0 = 'match' AND byid IS NOT NULL AND byid_tenant = tenant_v6 THEN byid
+                 WHEN action0 = 'match' THEN byname
+                 WHEN byid IS NOT NULL THEN {F.derived('sites', 'id')} ELSE id END AS v6_id,
+            CASE WHEN action0 = 'insert' AND name_dup > 1 THEN 'reject' ELSE action0 END AS action,
+            CASE {PREV_REASON}
+                 WHEN tenant_v6 IS NULL THEN 'its tenant was not migrated'
+                 WHEN action0 = 'insert' AND name_dup > 1
+                 THEN 'another V5 site named ' || quote_literal(name) || ' lands in the same V6 tenant' END AS reason,
+            CASE WHEN slug_taken OR slug_dup > 1 THEN base_slug || '-' || left(md5(id::text), 6)
+                 ELSE base_slug END AS slug
+        FROM e""")
+    run.execute("""
+        INSERT INTO sites (id, tenant_id, name, timezone, location, metadata, is_active, created_at, updated_at,
+                           slug)
+        SELECT v6_id, tenant_v6, name, coalesce(timezone, 'UTC'), location, coalesce(metadata, '{}'),
+               coalesce(is_active, true), coalesce(created_at, now()), coalesce(updated_at, now()), slug
+        FROM m_sites WHERE action = 'insert'""")
+    record_plan(run, "sites")
+
+
+def migrate_spaces(run):
+    plan(run, "spaces", f"""
+        WITH c AS (
+            SELECT s.*, ms.v6_id::uuid AS site_v6, prev.v6_id::uuid AS prev_id,
+                   byid.id AS byid, byid.site_id AS byid_site,
+                   CASE WHEN s.deleted_at IS NULL THEN
+                       (SELECT x.id FROM spaces x WHERE x.site_id = ms.v6_id::uuid AND x.code = s.code
+                          AND x.deleted_at IS NULL) END AS bycode,
+                   {F.eui('s.sensor_eui')} AS sensor_eui_n, {F.eui('s.display_eui')} AS display_eui_n
+            FROM stg_spaces s {F.prev_join('spaces')} {F.mapped('sites', 'ms', 's.site_id')}
+            LEFT JOIN spaces byid ON byid.id = s.id)
+        SELECT c.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id
+                 WHEN byid IS NOT NULL AND byid_site = site_v6 THEN byid
+                 WHEN bycode IS NOT NULL THEN bycode
+                 WHEN byid IS NOT NULL THEN {F.derived('spaces', 'id')} ELSE id END AS v6_id,
+            CASE {prev_state('spaces', 'spaces')}
+                 WHEN site_v6 IS NULL THEN 'reject'
+                 WHEN (byid IS NOT NULL AND byid_site = site_v6) OR bycode IS NOT NULL THEN 'match'
+                 ELSE 'insert' END AS action,
+            CASE {PREV_REASON} WHEN site_v6 IS NULL THEN 'its site was not migrated' END AS reason,
+            -- V6's unique_sensor_eui covers every row: an EUI another V6 space holds is not copied
+            CASE WHEN EXISTS (SELECT 1 FROM spaces x WHERE x.sensor_eui = sensor_eui_n)
+                 THEN NULL ELSE sensor_eui_n END AS sensor_eui_ins
+        FROM c""")
+    state = F.space_state("state")
+    run.execute(f"""
+        INSERT INTO spaces (id, name, code, building, floor, zone, gps_latitude, gps_longitude, sensor_eui,
+                            display_eui, state, metadata, created_at, updated_at, deleted_at, site_id,
+                            current_state, display_name)
+        SELECT v6_id, name, code, building, floor, zone, gps_latitude, gps_longitude, sensor_eui_ins,
+               display_eui_n, state, metadata, coalesce(created_at, now()), coalesce(updated_at, now()),
+               deleted_at, site_v6, {state}, name
+        FROM m_spaces WHERE action = 'insert'""")
+    record_plan(run, "spaces")
+
+
+DEVICE_KINDS = {"sensor_devices": ("sensor", "sensor_eui", "sensor_device_id"),
+                "display_devices": ("display", "display_eui", "display_device_id")}
+
+
+def migrate_devices(run, table):
+    """Devices: tenant via space -> site -> tenant, linked by EUI (as V5 does) or by FK."""
+    kind, eui_col, fk_col = DEVICE_KINDS[table]
+    status, lifecycle, enabled = F.device_status("status", "linked")
+    run.execute(f"""
+        CREATE TEMP TABLE cand_{table} ON COMMIT DROP AS
+        SELECT d.id AS dev_id, sp.id AS space_v5, sp.created_at AS space_created, sp.deleted_at,
+               sp.updated_at, ({F.eui('sp.' + eui_col)} = {F.eui('d.dev_eui')}) IS TRUE AS by_eui,
+               (sp.{fk_col} = d.id) IS TRUE AS by_fk
+        FROM stg_{table} d JOIN stg_spaces sp
+          ON ({F.eui('sp.' + eui_col)} = {F.eui('d.dev_eui')}) OR sp.{fk_col} = d.id""")
+    plan(run, table, f"""
+        WITH pick AS (
+            SELECT DISTINCT ON (dev_id) dev_id, space_v5, space_created, count(*) OVER (PARTITION BY dev_id) AS n_live
+            FROM cand_{table} WHERE deleted_at IS NULL
+            ORDER BY dev_id, (by_eui AND by_fk) DESC, by_eui DESC, updated_at DESC NULLS LAST, space_v5),
+        c AS (
+            SELECT s.*, {F.eui('s.dev_eui')} AS eui, prev.v6_id::uuid AS prev_id,
+                   p.space_v5, p.n_live, p.space_created, msp.v6_id::uuid AS space_v6, sp6.tenant_id AS space_tenant,
+                   (SELECT count(*) FROM cand_{table} x WHERE x.dev_id = s.id AND x.deleted_at IS NOT NULL)
+                       AS n_deleted,
+                   EXISTS (SELECT 1 FROM {table} x WHERE x.id = s.id) AS id_taken
+            FROM stg_{table} s {F.prev_join(table)}
+            LEFT JOIN pick p ON p.dev_id = s.id
+            {F.mapped('spaces', 'msp', 'p.space_v5')}
+            LEFT JOIN spaces sp6 ON sp6.id = msp.v6_id::uuid),
+        d AS (
+            SELECT c.*, ex.id AS existing, ex.tenant_id AS existing_tenant,
+                   (space_v6 IS NOT NULL AND space_tenant IS NOT NULL) AS linked,
+                   coalesce(CASE WHEN space_v6 IS NOT NULL THEN space_tenant END, %(platform)s::uuid) AS tenant_v6,
+                   row_number() OVER (PARTITION BY c.eui ORDER BY (c.dev_eui = c.eui) DESC,
+                                      c.updated_at DESC NULLS LAST, c.id) AS eui_rank
+            FROM c LEFT JOIN {table} ex ON ex.dev_eui = c.eui)
+        SELECT d.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id WHEN existing IS NOT NULL THEN existing
+                 WHEN id_taken THEN {F.derived(table, 'id')} ELSE id END AS v6_id,
+            CASE {prev_state(table, table)}
+                 WHEN eui IS NULL OR eui_rank > 1 THEN 'reject'
+                 WHEN existing IS NOT NULL AND existing_tenant = tenant_v6 THEN 'match'
+                 WHEN existing IS NOT NULL THEN 'reject' ELSE 'insert' END AS action,
+            CASE {PREV_REASON}
+                 WHEN eui IS NULL THEN {F.eui_reason('dev_eui')}
+                 WHEN eui_rank > 1 THEN 'duplicate EUI ' || eui || ' after normalisation'
+                 WHEN existing IS NOT NULL AND existing_tenant <> tenant_v6
+                 THEN 'dev_eui ' || eui || ' exists in V6 under tenant ' || existing_tenant
+                      || ' but V5 places it in tenant ' || tenant_v6 END AS reason,
+            {status} AS status_v6, {lifecycle} AS lifecycle_v6, {enabled} AS enabled_v6
+        FROM d""")
+    config = ("coalesce(capabilities, '{}') || jsonb_strip_nulls(jsonb_build_object("
+              "'payload_decoder', payload_decoder, 'device_type_id', device_type_id))") if kind == "sensor" else \
+             ("jsonb_strip_nulls(jsonb_build_object('display_codes', display_codes, 'fport', fport, "
+              "'confirmed_downlinks', confirmed_downlinks, 'device_type_id', device_type_id))")
+    run.execute(f"""
+        INSERT INTO {table} (id, tenant_id, dev_eui, name, status, lifecycle_state, assigned_space_id, assigned_at,
+                             last_seen_at, enabled, config, created_at, updated_at, device_type, manufacturer, model)
+        SELECT v6_id, tenant_v6, eui, device_name, status_v6, lifecycle_v6,
+               CASE WHEN linked THEN space_v6 END,
+               CASE WHEN linked THEN {F.utc_naive('coalesce(space_created, created_at)')} END,
+               {F.utc_naive('last_seen_at')}, coalesce(enabled, true) AND enabled_v6, {config},
+               {F.utc_naive('coalesce(created_at, now())')}, {F.utc_naive('coalesce(updated_at, now())')},
+               device_type, manufacturer, device_model
+        FROM m_{table} WHERE action = 'insert'""")
+    record_plan(run, table)
+    for v5_id, eui, n_live, n_deleted, space_v5 in run.rows(f"""
+            SELECT v5_id, eui, n_live, n_deleted, space_v5 FROM m_{table}
+            WHERE action <> 'reject' AND (n_live > 1 OR (coalesce(n_live, 0) = 0 AND n_deleted > 0))"""):
+        if n_live and n_live > 1:
+            run.warnings.append(f"{kind} {eui} (V5 {v5_id}) is linked from {n_live} live V5 spaces; chose "
+                                f"{space_v5} (rule: EUI and FK, then EUI, then most recently updated)")
+        else:
+            run.warnings.append(f"{kind} {eui} (V5 {v5_id}) is linked only from soft-deleted spaces: "
+                                "unplaced, in the platform tenant")
+
+
+def save_before_images(run, table, ids_sql):
+    """Keep the current row of every V6 row about to be updated that the tool did not insert."""
+    run.execute(f"""
+        INSERT INTO {L}.before_images (run_id, tbl, row_id, before)
+        SELECT %(run)s, '{table}', t.id::text, to_jsonb(t) FROM {table} t
+        WHERE t.id IN ({ids_sql})
+          AND NOT EXISTS (SELECT 1 FROM {L}.id_map m WHERE m.v6_id = t.id::text AND m.action = 'inserted'
+                          AND m.entity = '{table}')
+          AND NOT EXISTS (SELECT 1 FROM {L}.before_images b WHERE b.tbl = '{table}' AND b.row_id = t.id::text)""")
+
+
+def link_spaces(run):
+    """Both directions of every placed device's link: spaces.<kind>_device_id and assigned_space_id."""
+    for table, (kind, eui_col, fk_col) in DEVICE_KINDS.items():
+        want = (f"SELECT space_v6, v6_id AS dev_v6, eui, {F.utc_naive('coalesce(space_created, created_at)')} "
+                f"AS assigned_at FROM m_{table} WHERE linked AND action IN ('insert', 'match', 'mapped')")
+        # a sensor EUI another space holds cannot be set (V6 unique_sensor_eui): reject that link
+        conflict = ("EXISTS (SELECT 1 FROM spaces o WHERE o.sensor_eui = w.eui AND o.id <> w.space_v6)"
+                    if kind == "sensor" else "false")
+        run.execute(f"""
+            INSERT INTO {L}.rejects (run_id, entity, v5_id, reason)
+            SELECT %(run)s, 'space_links', w.space_v6::text || ':{kind}',
+                   'space ' || w.space_v6 || ' cannot take {kind} EUI ' || w.eui || ': another V6 space holds it'
+            FROM ({want}) w WHERE {conflict} ON CONFLICT DO NOTHING""")
+        run.count("space_links", "rejected", run.cur.rowcount)
+        differs = (f"SELECT w.space_v6 FROM ({want}) w JOIN spaces s ON s.id = w.space_v6 "
+                   f"WHERE NOT {conflict} AND (s.{fk_col} IS DISTINCT FROM w.dev_v6 "
+                   f"OR s.{eui_col} IS DISTINCT FROM w.eui)")
+        save_before_images(run, "spaces", differs)
+        n = run.execute(f"""
+            UPDATE spaces s SET {fk_col} = w.dev_v6, {eui_col} = w.eui
+            FROM ({want}) w WHERE s.id = w.space_v6 AND NOT {conflict}
+              AND (s.{fk_col} IS DISTINCT FROM w.dev_v6 OR s.{eui_col} IS DISTINCT FROM w.eui)""")
+        run.count("space_links", f"{kind}_spaces_linked", n)
+        differs = (f"SELECT w.dev_v6 FROM ({want}) w JOIN {table} d ON d.id = w.dev_v6 "
+                   f"WHERE d.assigned_space_id IS DISTINCT FROM w.space_v6")
+        save_before_images(run, table, differs)
+        n = run.execute(f"""
+            UPDATE {table} d SET assigned_space_id = w.space_v6, assigned_at = w.assigned_at,
+                   status = 'assigned', lifecycle_state = 'operational'
+            FROM ({want}) w WHERE d.id = w.dev_v6 AND d.assigned_space_id IS DISTINCT FROM w.space_v6""")
+        run.count("space_links", f"{kind}_devices_linked", n)
+
+
+def migrate_assignments(run):
+    """device_assignments from V5's links: one open row per current link, a closed one per link
+    that only a soft-deleted space still holds (assignment history)."""
+    total = 0
+    for table, (kind, _, _) in DEVICE_KINDS.items():
+        key = f"'{kind}:' || m.v5_id || ':' || c.space_v5"
+        total += run.execute(f"""
+            WITH rows AS (
+                SELECT {F.derived('device_assignments', key)} AS id, sp.tenant_id, '{kind}' AS device_type,
+                       m.v6_id AS device_id, m.eui AS dev_eui, ms.v6_id::uuid AS space_id,
+                       {F.utc_naive('coalesce(c.space_created, m.created_at)')} AS assigned_at,
+                       CASE WHEN c.deleted_at IS NOT NULL THEN {F.utc_naive('c.deleted_at')} END AS unassigned_at,
+                       CASE WHEN c.deleted_at IS NOT NULL THEN 'V5 space soft-deleted' END AS unassignment_reason
+                FROM m_{table} m JOIN cand_{table} c ON c.dev_id = m.id
+                {F.mapped('spaces', 'ms', 'c.space_v5')}
+                JOIN spaces sp ON sp.id = ms.v6_id::uuid
+                WHERE m.action IN ('insert', 'match', 'mapped')
+                  AND ((c.deleted_at IS NULL AND c.space_v5 = m.space_v5) OR c.deleted_at IS NOT NULL)),
+            ins AS (
+                INSERT INTO device_assignments (id, tenant_id, device_type, device_id, dev_eui, space_id,
+                                                assigned_at, unassigned_at, assignment_reason, unassignment_reason)
+                SELECT id, tenant_id, device_type, device_id, dev_eui, space_id, assigned_at, unassigned_at,
+                       'migrated from V5 by parking-migrate', unassignment_reason FROM rows
+                ON CONFLICT (id) DO NOTHING RETURNING id)
+            INSERT INTO {L}.id_map (entity, v5_id, v6_id, action, run_id)
+            SELECT 'device_assignments', id::text, id::text, 'inserted', %(run)s FROM ins""")
+    run.count("device_assignments", "inserted", total)
+
+
+def migrate_reservations(run):
+    status = F.reservation_status("status")
+    plan(run, "reservations", f"""
+        WITH c AS (
+            SELECT s.*, prev.v6_id::uuid AS prev_id, ms.v6_id::uuid AS space_v6, sp.tenant_id AS tenant_v6,
+                   (SELECT min(u.id::text)::uuid FROM users u WHERE lower(u.email) = lower(s.user_email)
+                    HAVING count(*) = 1) AS user_v6,
+                   EXISTS (SELECT 1 FROM reservations x WHERE x.id = s.id) AS id_taken
+            FROM stg_reservations s {F.prev_join('reservations')} {F.mapped('spaces', 'ms', 's.space_id')}
+            LEFT JOIN spaces sp ON sp.id = ms.v6_id::uuid)
+        SELECT c.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id WHEN id_taken THEN {F.derived('reservations', 'id')}
+                 ELSE id END AS v6_id,
+            CASE {prev_state('reservations', 'reservations')}
+                 WHEN space_v6 IS NULL THEN 'reject' ELSE 'insert' END AS action,
+            CASE {PREV_REASON} WHEN space_v6 IS NULL THEN 'its space was not migrated' END AS reason,
+            {status} AS status_v6
+        FROM c""")
+    run.execute("""
+        INSERT INTO reservations (id, space_id, start_time, end_time, user_email, user_phone, status, metadata,
+                                  created_at, updated_at, tenant_id, user_id)
+        SELECT v6_id, space_v6, start_time, end_time, lower(user_email), user_phone, status_v6,
+               coalesce(metadata, '{}') || jsonb_build_object('request_id', request_id::text, 'v5_status', status),
+               coalesce(created_at, now()), coalesce(updated_at, now()), tenant_v6, user_v6
+        FROM m_reservations WHERE action = 'insert'""")
+    record_plan(run, "reservations")
+
+
+def migrate_orphans(run):
+    plan(run, "orphan_devices", f"""
+        WITH c AS (
+            SELECT s.*, {F.eui('s.dev_eui')} AS eui, prev.v6_id::uuid AS prev_id,
+                   EXISTS (SELECT 1 FROM orphan_devices x WHERE x.id = s.id) AS id_taken
+            FROM stg_orphan_devices s {F.prev_join('orphan_devices')}),
+        d AS (
+            SELECT c.*, (SELECT x.id FROM orphan_devices x WHERE x.dev_eui = c.eui) AS existing,
+                   (EXISTS (SELECT 1 FROM sensor_devices x WHERE x.dev_eui = c.eui)
+                    OR EXISTS (SELECT 1 FROM display_devices x WHERE x.dev_eui = c.eui)) AS registered,
+                   row_number() OVER (PARTITION BY eui ORDER BY last_seen DESC NULLS LAST, id) AS eui_rank
+            FROM c)
+        SELECT d.*, id::text AS v5_id,
+            CASE WHEN prev_id IS NOT NULL THEN prev_id WHEN existing IS NOT NULL THEN existing
+                 WHEN id_taken THEN {F.derived('orphan_devices', 'id')} ELSE id END AS v6_id,
+            CASE {prev_state('orphan_devices', 'orphan_devices')}
+                 WHEN eui IS NULL THEN 'reject'
+                 WHEN registered OR eui_rank > 1 THEN 'skip'
+                 WHEN existing IS NOT NULL THEN 'match' ELSE 'insert' END AS action,
+            CASE {PREV_REASON} WHEN eui IS NULL THEN {F.eui_reason('dev_eui')} END AS reason
+        FROM d""")
+    run.execute(f"""
+        INSERT INTO orphan_devices (id, dev_eui, first_seen, last_seen, message_count, last_payload, created_at)
+        SELECT v6_id, eui, {F.utc_naive('coalesce(first_seen, last_seen, now())')},
+               {F.utc_naive('coalesce(last_seen, first_seen, now())')}, coalesce(uplink_count, 1),
+               encode(last_payload, 'hex'), {F.utc_naive('coalesce(first_seen, now())')}
+        FROM m_orphan_devices WHERE action = 'insert'""")
+    record_plan(run, "orphan_devices")
+
+
+def resolve_orphans(run):
+    """V6 orphan rows whose EUI is now a registered device are resolved (removed): V6 lists as
+    orphans the uplinks of devices it did not know. Before-images let rollback put them back."""
+    registered = ("SELECT o.id FROM orphan_devices o WHERE EXISTS (SELECT 1 FROM sensor_devices d "
+                  "WHERE d.dev_eui = o.dev_eui) OR EXISTS (SELECT 1 FROM display_devices d WHERE d.dev_eui = o.dev_eui)")
+    save_before_images(run, "orphan_devices", registered)
+    run.count("orphan_devices", "resolved", run.execute(f"DELETE FROM orphan_devices WHERE id IN ({registered})"))
+
+
+def migrate_readings(run):
+    """V5 readings -> V6 readings: device by EUI, tenant = the device's V6 tenant, fcnt required.
+    The V6 id is derived from the V5 id (idempotent); raw_payload keeps the V5 row and marks it."""
+    occupied = "CASE upper(s.occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
+    n = run.scalar(f"""
+        WITH ins AS (
+            INSERT INTO sensor_readings (id, tenant_id, device_id, dev_eui, fcnt, occupied, rssi, snr, raw_payload,
+                                         received_at, created_at)
+            SELECT {F.derived('sensor_readings', 's.id')}, d.tenant_id, d.id, d.dev_eui, s.fcnt, {occupied},
+                   s.rssi, s.snr, {F.READING_PAYLOAD}, {F.utc_naive('s.ts')}, {F.utc_naive('s.ts')}
+            FROM stg_sensor_readings s JOIN sensor_devices d ON d.dev_eui = upper(s.device_eui)
+            WHERE s.fcnt IS NOT NULL AND s.ts IS NOT NULL
+            ON CONFLICT (id) DO NOTHING RETURNING 1)
+        SELECT count(*) FROM ins""")
+    run.count("sensor_readings", "inserted", n)
+    rej = run.execute(f"""
+        INSERT INTO {L}.rejects (run_id, entity, v5_id, reason)
+        SELECT %(run)s, 'sensor_readings', s.id::text,
+               CASE WHEN d.id IS NULL THEN 'no V6 sensor device with EUI ' || quote_literal(s.device_eui)
+                    WHEN s.fcnt IS NULL THEN 'fcnt missing: V6 requires a frame counter'
+                    ELSE 'timestamp missing' END
+        FROM stg_sensor_readings s LEFT JOIN sensor_devices d ON d.dev_eui = upper(s.device_eui)
+        WHERE d.id IS NULL OR s.fcnt IS NULL OR s.ts IS NULL
+        ON CONFLICT DO NOTHING""")
+    run.count("sensor_readings", "rejected", rej)
+
+
+def migrate_state_changes(run):
+    n = run.scalar(f"""
+        WITH ins AS (
+            INSERT INTO state_changes (id, space_id, previous_state, new_state, source, request_id, metadata,
+                                       "timestamp")
+            SELECT s.id, m.v6_id::uuid, s.previous_state, s.new_state, s.source, s.request_id, s.metadata, s.ts
+            FROM stg_state_changes s {F.mapped('spaces', 'm', 's.space_id')}
+            WHERE m.v6_id IS NOT NULL
+            ON CONFLICT (id) DO NOTHING RETURNING id),
+        led AS (
+            INSERT INTO {L}.id_map (entity, v5_id, v6_id, action, run_id)
+            SELECT 'state_changes', id::text, id::text, 'inserted', %(run)s FROM ins RETURNING 1)
+        SELECT count(*) FROM led""")
+    run.count("state_changes", "inserted", n)
+    rej = run.execute(f"""
+        INSERT INTO {L}.rejects (run_id, entity, v5_id, reason)
+        SELECT %(run)s, 'state_changes', s.id::text,
+               CASE WHEN m.v6_id IS NULL THEN 'its space was not migrated'
+                    ELSE 'id ' || s.id || ' is taken in V6 by another state change' END
+        FROM stg_state_changes s {F.mapped('spaces', 'm', 's.space_id')}
+        WHERE m.v6_id IS NULL OR (EXISTS (SELECT 1 FROM state_changes x WHERE x.id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM {L}.id_map i WHERE i.entity = 'state_changes' AND i.v5_id = s.id::text))
+        ON CONFLICT DO NOTHING""")
+    run.count("state_changes", "rejected", rej)
+    # keep V6's sequence ahead of the copied ids; rollback puts it back
+    seq = run.scalar("SELECT pg_get_serial_sequence('state_changes', 'id')")
+    if seq and n:
+        last, called = run.rows(f"SELECT last_value, is_called FROM {seq}")[0]
+        top = run.scalar("SELECT max(id) FROM state_changes")
+        if top and top > last:
+            run.execute(f"""INSERT INTO {L}.objects (run_id, kind, name, undo_sql)
+                            SELECT %(run)s, 'sequence', '{seq}', 'SELECT setval(''{seq}'', {last}, {str(called).lower()})'
+                            WHERE NOT EXISTS (SELECT 1 FROM {L}.objects WHERE kind = 'sequence' AND name = '{seq}')""")
+            run.execute(f"SELECT setval('{seq}', {top}, true)")
+
+
+def history_window(run, table, marks, since, overlap):
+    """WHERE clause selecting the V5 history rows this run reads."""
+    low = max(0, int(marks.get(table, 0)) - overlap)
+    where = f"id > {low}"
+    if since:
+        where += f" AND \"timestamp\" >= {psycopg_literal(since)}::timestamptz"
+    return where
+
+
+def psycopg_literal(value):
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+def v6_counts(run):
+    return {t: run.scalar(f"SELECT count(*) FROM {t}") for t in V6_TABLES}
+
+
+def check_platform_tenant(run):
+    if run.scalar("SELECT count(*) FROM tenants WHERE id = %(platform)s::uuid") != 1:
+        raise ConfigError(f"the platform tenant {run.platform} is absent from the target database: create it "
+                          "in V6 (name Platform, slug platform, type platform) or set platform_tenant_id")
+
+
+def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=None, allow_rejects=False,
+            app_role=None, app_role_password=None, progress=None):
+    """The whole phase-1 run inside the target's current transaction. Returns the result dict.
+
+    The caller commits (or rolls back in check mode) and owns the connections.
+    """
+    t_start = time.time()
+    src_conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    run = Run(src_conn, tgt_conn, run_id, platform, progress)
+    ledger.ensure(run.cur)
+    ledger.lock(run.cur)
+    optional = schema.check(run.src, run.cur)
+    check_platform_tenant(run)
+    marks = ledger.last_watermarks(run.cur, PHASE)
+    if mode == "delta" and not marks:
+        raise ConfigError("mode=delta needs an earlier successful full run to start from; run mode=full first")
+    ledger.start(run.cur, run_id, PHASE, mode, "present", False)
+    before = v6_counts(run)
+
+    def step(name, fn, *args):
+        t0 = time.time()
+        fn(*args)
+        run.timings[name] = round(time.time() - t0, 3)
+        run.progress(f"{name}: {run.counts.get(name, {})} in {run.timings[name]}s")
+
+    def staged(name, where=None):
+        t0 = time.time()
+        n = staging.stage(run, name, optional, where)
+        run.timings[f"stage {name}"] = round(time.time() - t0, 3)
+        run.count(name, "read", n)
+        return n
+
+    for name in ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices", "display_devices",
+                 "reservations", "orphan_devices"):
+        staged(name)
+    step("tenants", migrate_tenants, run)
+    step("users", migrate_users, run)
+    step("user_memberships", migrate_memberships, run)
+    step("sites", migrate_sites, run)
+    step("spaces", migrate_spaces, run)
+    step("sensor_devices", migrate_devices, run, "sensor_devices")
+    step("display_devices", migrate_devices, run, "display_devices")
+    step("space_links", link_spaces, run)
+    step("device_assignments", migrate_assignments, run)
+    step("reservations", migrate_reservations, run)
+    step("orphan_devices", migrate_orphans, run)
+    step("orphan_devices", resolve_orphans, run)
+
+    new_marks = dict(marks)
+    for table, fn in (("sensor_readings", migrate_readings), ("state_changes", migrate_state_changes)):
+        rows = staged(table, history_window(run, table, marks, history_since, HISTORY_OVERLAP if marks else 0))
+        step(table, fn, run)
+        top = run.scalar(f"SELECT max(id) FROM stg_{table}")
+        new_marks[table] = max(int(marks.get(table, 0)), int(top or 0))
+        if rows:
+            run.progress(f"{table}: {rows} rows read ({rows / max(run.timings[f'stage {table}'], 1e-6):.0f} rows/s)")
+
+    if app_role:
+        step("rls", rls.ensure, run, app_role, app_role_password)
+
+    after = v6_counts(run)
+    rejects = run.rows(f"SELECT entity, v5_id, reason FROM {L}.rejects WHERE run_id = %(run)s ORDER BY 1, 2")
+    changed = before != after or any(v for e in run.counts.values() for k, v in e.items()
+                                      if k.endswith("linked") or k in ("created", "resolved"))
+    status = "succeeded"
+    ledger.finish(run.cur, run_id, status, run.counts, new_marks)
+    result = {
+        "run_id": run_id, "mode": mode, "changed": changed, "counts": run.counts,
+        "rejects": [{"entity": e, "v5_id": i, "reason": r} for e, i, r in rejects],
+        "warnings": run.warnings, "watermarks": new_marks, "timings": run.timings,
+        "diff": {"before": before, "after": after}, "executed_queries": run.queries,
+        "seconds": round(time.time() - t_start, 3),
+    }
+    if rejects and not allow_rejects:
+        raise RejectsPresent(f"{len(rejects)} V5 rows could not be placed (first: {rejects[0][0]} "
+                             f"{rejects[0][1]}: {rejects[0][2]}); nothing was written. Fix the source data, or "
+                             "set allow_rejects: true to migrate the rest and keep them in the report", result)
+    return result

@@ -1,0 +1,77 @@
+"""Make V6's row-level security effective for a non-owner application role.
+
+V6's policies name only parking_user, which owns the tables (FORCE is off), so they never
+filter anything, and any other role sees nothing (reference/v5-to-v6-mapping.md §5 I 44-46).
+Phase 1 creates (if missing) an application role, grants it table access, enables RLS on the
+tenant-scoped tables and adds one policy per table for that role. The policy reads the tenant
+with NULLIF so the '' left behind by SET LOCAL does not break the uuid cast (gotcha 46).
+Every change is recorded in the ledger with the SQL that undoes it (rollback-1).
+"""
+from .sqlfrag import LEDGER as L
+
+# tenant-scoped tables the application reads; users/user_memberships/tenants stay readable
+# before a tenant is known (login), as V6's own code needs.
+RLS_TABLES = ("sites", "spaces", "sensor_devices", "display_devices", "gateways", "reservations",
+              "device_assignments", "sensor_readings")
+POLICY = "parking_migrate_tenant_isolation"
+CONDITION = ("tenant_id = NULLIF(current_setting('app.current_tenant_id', true), '')::uuid "
+             "OR COALESCE(NULLIF(current_setting('app.is_platform_admin', true), '')::boolean, false)")
+
+
+def quote_ident(cur, name):
+    cur.execute("SELECT quote_ident(%s)", (name,))
+    return cur.fetchone()[0]
+
+
+def record(run, kind, name, undo_sql):
+    run.execute(f"INSERT INTO {L}.objects (run_id, kind, name, undo_sql) VALUES (%(run)s, %(k)s, %(n)s, %(u)s)",
+                dict(run.params, k=kind, n=name, u=undo_sql))
+    run.count("rls", "created", 1)
+
+
+def ensure(run, role, password=None):
+    """Idempotent: only what is missing is created; returns nothing, counts under 'rls'."""
+    r = quote_ident(run.cur, role)
+    db = run.scalar("SELECT current_database()")
+    if not run.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
+        run.execute(f"CREATE ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
+        if password:
+            run.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": password})
+            run.queries[-1] = f"ALTER ROLE {r} PASSWORD %(password)s"
+        record(run, "role", role, f"DROP OWNED BY {r}; DROP ROLE {r}")
+    if run.scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
+        from .errors import ConfigError
+        raise ConfigError(f"application role {role} is a superuser or has BYPASSRLS: row-level security can "
+                          "never apply to it; choose another app_role")
+    if not run.scalar(f"SELECT has_database_privilege(%(r)s, %(d)s, 'CONNECT')", {"r": role, "d": db}):
+        run.execute(f"GRANT CONNECT ON DATABASE {quote_ident(run.cur, db)} TO {r}")
+        record(run, "grant", f"connect {db}", f"REVOKE CONNECT ON DATABASE {quote_ident(run.cur, db)} FROM {r}")
+    if not run.scalar("SELECT has_schema_privilege(%(r)s, 'public', 'USAGE')", {"r": role}):
+        run.execute(f"GRANT USAGE ON SCHEMA public TO {r}")
+        record(run, "grant", "usage public", f"REVOKE USAGE ON SCHEMA public FROM {r}")
+    for (table,) in run.rows("""
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+              AND NOT has_table_privilege(%(r)s, c.oid, 'SELECT, INSERT, UPDATE, DELETE') ORDER BY 1""",
+                             {"r": role}):
+        run.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON public.{table} TO {r}")
+        record(run, "grant", f"table {table}", f"REVOKE SELECT, INSERT, UPDATE, DELETE ON public.{table} FROM {r}")
+    for (seq,) in run.rows("""
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind = 'S'
+              AND NOT (CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%(r)s, c.oid, 'USAGE')
+                            ELSE true END) ORDER BY 1""", {"r": role}):
+        run.execute(f"GRANT USAGE, SELECT ON SEQUENCE public.{seq} TO {r}")
+        record(run, "grant", f"sequence {seq}", f"REVOKE USAGE, SELECT ON SEQUENCE public.{seq} FROM {r}")
+    for table in RLS_TABLES:
+        if not run.scalar("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": f"public.{table}"}):
+            continue
+        if not run.scalar("SELECT relrowsecurity FROM pg_class WHERE oid = %(t)s::regclass", {"t": f"public.{table}"}):
+            run.execute(f"ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY")
+            record(run, "rls", table, f"ALTER TABLE public.{table} DISABLE ROW LEVEL SECURITY")
+        exists = run.scalar("SELECT count(*) FROM pg_policies WHERE schemaname = 'public' AND tablename = %(t)s "
+                            "AND policyname = %(p)s", {"t": table, "p": POLICY})
+        if not exists:
+            run.execute(f"CREATE POLICY {POLICY} ON public.{table} FOR ALL TO {r} "
+                        f"USING ({CONDITION}) WITH CHECK ({CONDITION})")
+            record(run, "policy", f"{table}.{POLICY}", f"DROP POLICY IF EXISTS {POLICY} ON public.{table}")

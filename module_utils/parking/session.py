@@ -1,0 +1,77 @@
+"""Run an engine function in one target transaction: commit it, or roll it back in check mode.
+
+Shared by the modules so each stays thin. Connections are closed whatever happens; a failed
+run is rolled back (nothing half-written) and recorded in the ledger on its own.
+"""
+import json
+import os
+import re
+import time
+
+from . import ledger
+from .connection import connect
+from .errors import ConfigError
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def require_uuid(value, option):
+    if not UUID_RE.match(str(value or "")):
+        raise ConfigError(f"{option} must be a UUID like 00000000-0000-0000-0000-000000000000, got {value!r}")
+    return str(value).lower()
+
+
+class Progress:
+    """Progress lines with timestamps, to a file an operator can `tail -f` (optional)."""
+
+    def __init__(self, path=None):
+        self.path = path
+        self.lines = []
+
+    def __call__(self, msg):
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        self.lines.append(line)
+        if self.path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+
+
+def transactional(target_params, fn, check_mode, sources=(), phase="phase1", mode="full", state="present"):
+    """Connect the target (and named sources), run fn(target, *sources, run_id), commit or roll back.
+
+    sources: sequence of (params, role) opened read-only.
+    """
+    run_id = ledger.new_run_id()
+    opened = []
+    tgt = connect(target_params, "target")
+    opened.append(tgt)
+    try:
+        srcs = []
+        for params, role in sources:
+            conn = connect(params, role)
+            opened.append(conn)
+            srcs.append(conn)
+        try:
+            result = fn(tgt, *srcs, run_id)
+        except Exception as exc:
+            tgt.rollback()
+            ledger.record_failure(tgt, run_id, phase, mode, state, str(exc))
+            exc.run_id = run_id
+            raise
+        if check_mode:
+            tgt.rollback()
+        else:
+            tgt.commit()
+        result["run_id"] = run_id
+        return result
+    finally:
+        for conn in opened:
+            conn.close()
+
+
+def write_json(path, data):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+    return path

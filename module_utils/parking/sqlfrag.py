@@ -1,0 +1,69 @@
+"""SQL fragments shared by the migration and the verification gate (defined once)."""
+from . import mapping
+from .eui import sql_normalize
+
+LEDGER = "parking_migrate"
+
+
+def slugify(col):
+    """mapping.slugify in SQL."""
+    return (f"coalesce(nullif(trim(both '-' from regexp_replace(lower({col}), '[^a-z0-9]+', '-', 'g')), ''), "
+            f"'site')")
+
+
+def utc_naive(col):
+    """timestamptz -> timestamp without time zone in UTC (V6's device/reading columns)."""
+    return f"({col} AT TIME ZONE 'UTC')"
+
+
+def device_status(v5_status, linked):
+    """mapping.device_state in SQL: (status, lifecycle_state, enabled) expressions."""
+    status = f"(CASE WHEN {linked} THEN 'assigned' ELSE 'unassigned' END)"
+    lifecycle = (f"(CASE WHEN {v5_status} = 'decommissioned' THEN 'decommissioned' "
+                 f"WHEN {linked} THEN 'operational' ELSE 'provisioned' END)")
+    enabled = f"(CASE WHEN {v5_status} = 'decommissioned' THEN false ELSE true END)"
+    return status, lifecycle, enabled
+
+
+def space_state(col):
+    return mapping.sql_case(f"upper({col})", mapping.SPACE_STATE, mapping.SPACE_STATE_DEFAULT)
+
+
+def reservation_status(col):
+    return mapping.sql_case(f"lower({col})", mapping.RESERVATION_STATUS, mapping.RESERVATION_STATUS_DEFAULT)
+
+
+def membership_role(col):
+    return mapping.sql_case(col, mapping.MEMBERSHIP_ROLE, None)
+
+
+def eui(col):
+    return sql_normalize(col)
+
+
+def eui_reason(col):
+    return (f"(CASE WHEN {col} IS NULL OR btrim({col}) = '' THEN 'missing EUI' "
+            f"ELSE 'malformed EUI ' || quote_literal({col}) || ': expected 16 hex digits' END)")
+
+
+def derived(kind, key_expr):
+    return mapping.sql_derived_uuid(kind, key_expr)
+
+
+def prev_join(entity, alias="prev", key="s.id"):
+    """LEFT JOIN to the id map rows of earlier runs."""
+    return (f"LEFT JOIN {LEDGER}.id_map {alias} ON {alias}.entity = '{entity}' "
+            f"AND {alias}.v5_id = ({key})::text")
+
+
+def mapped(entity, alias, key):
+    return (f"LEFT JOIN {LEDGER}.id_map {alias} ON {alias}.entity = '{entity}' "
+            f"AND {alias}.v5_id = ({key})::text")
+
+
+READING_MARKER = "parking-migrate"
+READING_PAYLOAD = ("json_build_object('migrated_by', '" + READING_MARKER + "', 'v5_id', s.id, "
+                   "'occupancy_state', s.occupancy_state, 'battery', s.battery, "
+                   "'temperature', s.temperature, 'v5_space_id', s.space_id)::text")
+# json_build_object renders '{"migrated_by" : "parking-migrate", ...'
+READING_MARKER_LIKE = '{"migrated_by" : "' + READING_MARKER + '"%'

@@ -1,0 +1,275 @@
+"""Phase-1 verification gate: fail-closed checks of V6 against V5 after mapping.
+
+The expected side is the migration's own plan: the gate replays `migrate.migrate` inside a
+transaction it rolls back, so the mapping rules are the migration's, not a second copy. If
+the replay would still write anything, the migration is incomplete and the gate fails.
+
+Checks (each one passes or fails with details):
+  counts/checksums per tenant and entity, mapped V5 vs V6 (identity, ownership and link
+      columns; live telemetry such as a space's current state is not compared)
+  history per tenant: V5 readings/state changes up to the migrated watermark vs V6
+  devices_have_tenant, platform_devices_unassigned, space_links_resolve, links_bidirectional,
+  euis_normalised, users_can_log_in, orphans_not_registered
+  rls_isolation: as the application role (not the owner), per tenant, rows of other tenants = 0
+      and every row of the tenant visible; with no tenant set, nothing visible
+"""
+import json
+import os
+import time
+
+from . import checksum, ledger, migrate, rls
+from .checksum import ROW_HASH
+from .errors import ParkingError
+from .sqlfrag import LEDGER as L, READING_MARKER_LIKE
+
+# entity -> (expected projection over m_<entity>, tenant expression in m_, actual table,
+#            actual projection over the V6 row t, tenant expression over t)
+ENTITY_CHECKS = {
+    "tenants": ("row(v6_id)", "v6_id", "tenants", "row(t.id)", "t.id"),
+    "users": ("row(v6_id)", "NULL::uuid", "users", "row(t.id)", "NULL::uuid"),
+    "user_memberships": ("row(v6_id, user_v6, tenant_v6, role_v6)", "tenant_v6", "user_memberships",
+                         "row(t.id, t.user_id, t.tenant_id, t.role)", "t.tenant_id"),
+    "sites": ("row(v6_id, tenant_v6)", "tenant_v6", "sites", "row(t.id, t.tenant_id)", "t.tenant_id"),
+    "spaces": ("row(v6_id, site_v6, deleted_at)", "(SELECT tenant_id FROM sites WHERE id = site_v6)", "spaces",
+               "row(t.id, t.site_id, t.deleted_at)", "t.tenant_id"),
+    "sensor_devices": ("row(v6_id, eui, tenant_v6, status_v6, CASE WHEN linked THEN space_v6 END)", "tenant_v6",
+                       "sensor_devices", "row(t.id, t.dev_eui, t.tenant_id, t.status, t.assigned_space_id)",
+                       "t.tenant_id"),
+    "display_devices": ("row(v6_id, eui, tenant_v6, status_v6, CASE WHEN linked THEN space_v6 END)", "tenant_v6",
+                        "display_devices", "row(t.id, t.dev_eui, t.tenant_id, t.status, t.assigned_space_id)",
+                        "t.tenant_id"),
+    "reservations": ("row(v6_id, space_v6, tenant_v6, start_time, end_time)", "tenant_v6", "reservations",
+                     "row(t.id, t.space_id, t.tenant_id, t.start_time, t.end_time)", "t.tenant_id"),
+}
+
+
+class Gate:
+    def __init__(self):
+        self.checks = []
+        self.per_tenant = {}
+
+    def add(self, name, ok, detail=None, **figures):
+        self.checks.append({"check": name, "passed": bool(ok), "detail": detail, **figures})
+
+    @property
+    def failed(self):
+        return [c for c in self.checks if not c["passed"]]
+
+
+def _sum(rows):
+    return {str(k): (int(n), str(s)) for k, n, s in rows}
+
+
+def compare_entities(run, gate):
+    for entity, (exp_row, exp_tenant, table, act_row, act_tenant) in ENTITY_CHECKS.items():
+        h_exp = ROW_HASH.format(row=exp_row)
+        h_act = ROW_HASH.format(row=act_row)
+        expected = _sum(run.rows(f"""
+            SELECT {exp_tenant} AS tenant, count(*), coalesce(sum({h_exp}), 0)::text FROM m_{entity}
+            WHERE action IN ('insert', 'match', 'mapped') GROUP BY 1"""))
+        actual = _sum(run.rows(f"""
+            SELECT {act_tenant} AS tenant, count(*), coalesce(sum({h_act}), 0)::text FROM {table} t
+            WHERE t.id IN (SELECT v6_id FROM m_{entity} WHERE action IN ('insert', 'match', 'mapped'))
+            GROUP BY 1"""))
+        record(gate, entity, expected, actual)
+
+
+def compare_history(run, gate, watermarks):
+    """V5 history up to the migrated watermark vs V6, per tenant (count + checksum)."""
+    wm_r = int(watermarks.get("sensor_readings", 0))
+    occupied = "CASE upper(occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
+    h_src = ROW_HASH.format(row=f"row(id, fcnt, upper(device_eui), {occupied})")
+    per_eui = run.src.connection.cursor()
+    per_eui.execute(f"""SELECT upper(device_eui), count(*), coalesce(sum({h_src}), 0)::text FROM sensor_readings
+                        WHERE id <= %s AND fcnt IS NOT NULL AND "timestamp" IS NOT NULL GROUP BY 1""", (wm_r,))
+    src_rows = per_eui.fetchall()
+    run.execute("CREATE TEMP TABLE v_src_readings (eui text, n bigint, s numeric) ON COMMIT DROP")
+    run.cur.executemany("INSERT INTO v_src_readings VALUES (%s, %s, %s)", src_rows)
+    expected = _sum(run.rows("""
+        SELECT d.tenant_id, sum(v.n)::bigint, sum(v.s)::text FROM v_src_readings v
+        JOIN sensor_devices d ON d.dev_eui = v.eui GROUP BY 1"""))
+    h_tgt = ROW_HASH.format(row="row((raw_payload::json->>'v5_id')::bigint, fcnt, dev_eui, occupied)")
+    actual = _sum(run.rows(f"""
+        SELECT tenant_id, count(*), coalesce(sum({h_tgt}), 0)::text FROM sensor_readings
+        WHERE raw_payload LIKE %(like)s AND (raw_payload::json->>'v5_id')::bigint <= %(wm)s GROUP BY 1""",
+                           {"like": READING_MARKER_LIKE, "wm": wm_r}))
+    record(gate, "sensor_readings", expected, actual)
+
+    wm_s = int(watermarks.get("state_changes", 0))
+    h = "row(id, previous_state, new_state, source, \"timestamp\")"
+    per_space = run.src.connection.cursor()
+    per_space.execute(f"""SELECT space_id::text, count(*), coalesce(sum({ROW_HASH.format(row=h)}), 0)::text
+                          FROM state_changes WHERE id <= %s GROUP BY 1""", (wm_s,))
+    run.execute("CREATE TEMP TABLE v_src_changes (space_v5 text, n bigint, s numeric) ON COMMIT DROP")
+    run.cur.executemany("INSERT INTO v_src_changes VALUES (%s, %s, %s)", per_space.fetchall())
+    expected = _sum(run.rows(f"""
+        SELECT sp.tenant_id, sum(v.n)::bigint, sum(v.s)::text FROM v_src_changes v
+        JOIN {L}.id_map m ON m.entity = 'spaces' AND m.v5_id = v.space_v5
+        JOIN spaces sp ON sp.id = m.v6_id::uuid GROUP BY 1"""))
+    actual = _sum(run.rows(f"""
+        SELECT sp.tenant_id, count(*), coalesce(sum({ROW_HASH.format(row='row(c.id, c.previous_state, c.new_state, c.source, c."timestamp")')}), 0)::text
+        FROM state_changes c JOIN spaces sp ON sp.id = c.space_id
+        WHERE c.id <= %(wm)s AND c.id IN (SELECT v6_id::bigint FROM {L}.id_map WHERE entity = 'state_changes')
+        GROUP BY 1""", {"wm": wm_s}))
+    record(gate, "state_changes", expected, actual)
+
+
+def record(gate, entity, expected, actual):
+    bad = []
+    for tenant in sorted(set(expected) | set(actual)):
+        e = expected.get(tenant, (0, "0"))
+        a = actual.get(tenant, (0, "0"))
+        cell = gate.per_tenant.setdefault(tenant, {}).setdefault(entity, {})
+        cell.update(expected=e[0], actual=a[0], checksum_ok=e[1] == a[1])
+        if e != a:
+            bad.append(f"tenant {tenant}: expected {e[0]} rows, found {a[0]}"
+                       + ("" if e[0] != a[0] else " (same count, different content)"))
+    gate.add(f"{entity} per tenant", not bad, "; ".join(bad) or None,
+             expected=sum(v[0] for v in expected.values()), actual=sum(v[0] for v in actual.values()))
+
+
+INVARIANTS = {
+    "devices_have_tenant": """
+        SELECT count(*) FROM (SELECT tenant_id FROM sensor_devices UNION ALL SELECT tenant_id FROM display_devices) d
+        WHERE d.tenant_id IS NULL OR NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = d.tenant_id)""",
+    "platform_devices_unassigned": """
+        SELECT count(*) FROM (SELECT tenant_id, status, assigned_space_id FROM sensor_devices
+                              UNION ALL SELECT tenant_id, status, assigned_space_id FROM display_devices) d
+        WHERE d.tenant_id = %(platform)s::uuid AND (d.status <> 'unassigned' OR d.assigned_space_id IS NOT NULL)""",
+    "space_links_resolve": """
+        SELECT count(*) FROM spaces s
+        LEFT JOIN sensor_devices sd ON sd.id = s.sensor_device_id
+        LEFT JOIN display_devices dd ON dd.id = s.display_device_id
+        WHERE (s.sensor_device_id IS NOT NULL AND (sd.id IS NULL OR sd.tenant_id IS DISTINCT FROM s.tenant_id))
+           OR (s.display_device_id IS NOT NULL AND (dd.id IS NULL OR dd.tenant_id IS DISTINCT FROM s.tenant_id))""",
+    "links_bidirectional": """
+        SELECT (SELECT count(*) FROM sensor_devices d JOIN spaces s ON s.id = d.assigned_space_id
+                WHERE s.sensor_device_id IS DISTINCT FROM d.id)
+             + (SELECT count(*) FROM display_devices d JOIN spaces s ON s.id = d.assigned_space_id
+                WHERE s.display_device_id IS DISTINCT FROM d.id)
+             + (SELECT count(*) FROM spaces s JOIN sensor_devices d ON d.id = s.sensor_device_id
+                WHERE d.assigned_space_id IS DISTINCT FROM s.id)
+             + (SELECT count(*) FROM spaces s JOIN display_devices d ON d.id = s.display_device_id
+                WHERE d.assigned_space_id IS DISTINCT FROM s.id)""",
+    "euis_normalised": """
+        SELECT count(*) FROM (SELECT dev_eui AS e FROM sensor_devices UNION ALL SELECT dev_eui FROM display_devices
+                              UNION ALL SELECT sensor_eui FROM spaces UNION ALL SELECT display_eui FROM spaces) x
+        WHERE x.e IS NOT NULL AND x.e !~ '^[0-9A-F]{16}$'""",
+    "users_can_log_in": f"""
+        SELECT count(*) FROM m_users u WHERE u.action IN ('insert', 'match', 'mapped')
+          AND EXISTS (SELECT 1 FROM stg_user_memberships s WHERE s.user_id = u.id AND s.is_active)
+          AND NOT EXISTS (SELECT 1 FROM user_memberships m WHERE m.user_id = u.v6_id AND m.is_active)""",
+    "orphans_not_registered": """
+        SELECT count(*) FROM orphan_devices o WHERE EXISTS (SELECT 1 FROM sensor_devices d WHERE d.dev_eui = o.dev_eui)
+           OR EXISTS (SELECT 1 FROM display_devices d WHERE d.dev_eui = o.dev_eui)""",
+}
+
+
+def check_invariants(run, gate):
+    for name, sql in INVARIANTS.items():
+        bad = run.scalar(sql)
+        gate.add(name, bad == 0, None if bad == 0 else f"{bad} offending rows", offending=bad)
+
+
+def check_rls(run, gate, app_role, login=None):
+    """As the application role: per tenant, other tenants' rows = 0 and own rows all visible."""
+    if not app_role or not run.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %(r)s", {"r": app_role}):
+        gate.add("rls_isolation", False, f"application role {app_role!r} does not exist: phase 1 creates it")
+        return
+    tables = [t for t in rls.RLS_TABLES if run.scalar("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": f"public.{t}"})]
+    tenants = [r[0] for r in run.rows("SELECT id::text FROM tenants ORDER BY 1")]
+    owner = {t: dict(run.rows(f"SELECT tenant_id::text, count(*) FROM {t} GROUP BY 1")) for t in tables}
+    cur = login.cursor() if login else run.cur
+    problems = []
+    cur.execute("SAVEPOINT rls_check") if not login else None
+    if not login:
+        cur.execute(f"SET LOCAL ROLE {rls.quote_ident(run.cur, app_role)}")
+    try:
+        cur.execute("SELECT set_config('app.current_tenant_id', '', true), "
+                    "set_config('app.is_platform_admin', '', true)")
+        for t in tables:
+            cur.execute(f"SELECT count(*) FROM {t}")
+            n = cur.fetchone()[0]
+            if n:
+                problems.append(f"{t}: {n} rows visible with no tenant set")
+        for tenant in tenants:
+            cur.execute("SELECT set_config('app.current_tenant_id', %s, true)", (tenant,))
+            for t in tables:
+                cur.execute(f"SELECT count(*) FILTER (WHERE tenant_id IS DISTINCT FROM %s::uuid), "
+                            f"count(*) FILTER (WHERE tenant_id = %s::uuid) FROM {t}", (tenant, tenant))
+                other, own = cur.fetchone()
+                if other:
+                    problems.append(f"{t}: tenant {tenant} sees {other} rows of other tenants")
+                if own != owner[t].get(tenant, 0):
+                    problems.append(f"{t}: tenant {tenant} sees {own} of its {owner[t].get(tenant, 0)} rows")
+    finally:
+        if login:
+            login.rollback()
+        else:
+            cur.execute("ROLLBACK TO SAVEPOINT rls_check")
+    gate.add("rls_isolation", not problems, "; ".join(problems[:20]) or None,
+             role=app_role, tenants=len(tenants), tables=tables,
+             how="logged in as the role" if login else "SET ROLE to the role (RLS applies to current_user)")
+
+
+def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_login=None):
+    t0 = time.time()
+    gate = Gate()
+    cur = tgt_conn.cursor()
+    if not ledger.exists(cur):
+        raise ParkingError("no phase-1 ledger in the target database: run the migration (phase 1) first")
+    marks = ledger.last_watermarks(cur, migrate.PHASE)
+    if not marks:
+        raise ParkingError("no successful phase-1 run in the ledger: run the migration first")
+    # replay the migration's plan (read-only: rolled back below)
+    replay = migrate.migrate(src_conn, tgt_conn, run_id, platform, allow_rejects=True)
+    pending = {e: {k: v for k, v in c.items() if k in ("inserted",) or k.endswith("linked")}
+               for e, c in replay["counts"].items()}
+    pending = {e: c for e, c in pending.items() if any(c.values()) and e not in ("sensor_readings",
+                                                                                 "state_changes")}
+    gate.add("migration_complete", not pending,
+             None if not pending else f"the migration would still write: {pending}", pending=pending)
+    run = migrate.Run(src_conn, tgt_conn, run_id, platform)
+    compare_entities(run, gate)
+    compare_history(run, gate, marks)
+    check_invariants(run, gate)
+    check_rls(run, gate, app_role, app_login)
+    slugs = dict(run.rows("SELECT id::text, slug FROM tenants"))
+    tgt_conn.rollback()
+    src_conn.rollback()
+    result = {
+        "passed": not gate.failed, "failed": gate.failed, "checks": gate.checks,
+        "per_tenant": {slugs.get(t, t if t != "None" else "(global)"): v for t, v in gate.per_tenant.items()},
+        "rejects": replay["rejects"], "watermarks": marks, "seconds": round(time.time() - t0, 3),
+    }
+    if report_dir:
+        result["report_paths"] = write_report(result, report_dir)
+    return result
+
+
+def write_report(result, report_dir):
+    os.makedirs(report_dir, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    jpath = os.path.join(report_dir, f"phase1-verify-{stamp}.json")
+    mpath = os.path.join(report_dir, f"phase1-verify-{stamp}.md")
+    with open(jpath, "w") as f:
+        json.dump(result, f, indent=2, default=str)
+    entities = list(ENTITY_CHECKS) + ["sensor_readings", "state_changes"]
+    lines = [f"# Phase 1 verification: {'PASSED' if result['passed'] else 'FAILED'}", "",
+             f"Checks passed: {sum(c['passed'] for c in result['checks'])}/{len(result['checks'])}; "
+             f"rejects: {len(result['rejects'])}; {result['seconds']} s", "",
+             "| tenant | " + " | ".join(entities) + " |", "|---" * (len(entities) + 1) + "|"]
+    for tenant in sorted(result["per_tenant"]):
+        row = result["per_tenant"][tenant]
+        cells = []
+        for e in entities:
+            c = row.get(e)
+            cells.append("" if not c else f"{c['actual']}/{c['expected']}" + ("" if c["checksum_ok"] else " ✗"))
+        lines.append(f"| {tenant} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: rows in V6 / rows expected from V5 after mapping; ✗ = checksum differs.", "",
+              "| check | result | detail |", "|---|---|---|"]
+    for c in result["checks"]:
+        lines.append(f"| {c['check']} | {'pass' if c['passed'] else '**FAIL**'} | {c.get('detail') or ''} |")
+    with open(mpath, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return {"json": jpath, "markdown": mpath}
