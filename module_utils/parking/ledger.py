@@ -5,6 +5,7 @@ id_map        V5 id -> V6 id per entity, with the action taken (inserted | match
 before_images the V6 rows the tool updated, as they were (restored by rollback)
 rejects       V5 rows that could not be placed, with the reason
 objects       database objects the tool created or altered, with the SQL that undoes them
+history_ranges  id ranges of V5 history copied with their ids kept (state_changes), bulk path
 
 Every run holds a transaction-level advisory lock on the target, so two runs never overlap.
 """
@@ -54,6 +55,12 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.rejects (
     reason   text NOT NULL,
     detail   jsonb,
     PRIMARY KEY (run_id, entity, v5_id)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.history_ranges (
+    run_id   uuid NOT NULL,
+    tbl      text NOT NULL,
+    lo       bigint NOT NULL,
+    hi       bigint NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {SCHEMA}.objects (
     seq      bigserial PRIMARY KEY,

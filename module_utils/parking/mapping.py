@@ -85,6 +85,20 @@ def derived_uuid(kind, v5_key):
     return str(uuid.UUID(hashlib.md5(f"parking-migrate:{kind}:{v5_key}".encode()).hexdigest()))
 
 
+def sequential_uuid(kind, v5_int_id):
+    """Deterministic V6 id for a V5 row with an integer id (history): a fixed per-kind prefix and
+    the id in hex, so ids increase with the V5 id and a bulk load appends to the primary-key
+    index instead of writing all over it. Unique per (kind, id)."""
+    prefix = hashlib.md5(f"parking-migrate:{kind}".encode()).hexdigest()[:16]
+    return str(uuid.UUID(prefix + format(int(v5_int_id), "016x")))
+
+
+def sql_sequential_uuid(kind, int_expr):
+    """sequential_uuid in SQL."""
+    prefix = hashlib.md5(f"parking-migrate:{kind}".encode()).hexdigest()[:16]
+    return f"('{prefix}' || lpad(to_hex({int_expr}), 16, '0'))::uuid"
+
+
 def sql_derived_uuid(kind, key_expr):
     """The same id computed in SQL: md5('parking-migrate:<kind>:' || key)::uuid."""
     return f"md5('parking-migrate:{kind}:' || ({key_expr})::text)::uuid"

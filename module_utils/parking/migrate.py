@@ -15,8 +15,9 @@ those keep a before-image so rollback (state=absent) restores them exactly.
 import json
 import time
 
-from . import ledger, rls, schema, sqlfrag as F, staging
-from .errors import ConfigError, RejectsPresent
+from . import ledger, mapping, rls, schema, sqlfrag as F, staging
+from . import pgcopy
+from .errors import ConfigError, ParkingError, RejectsPresent
 
 PHASE = "phase1"
 L = F.LEDGER
@@ -510,7 +511,7 @@ def migrate_readings(run):
         WITH ins AS (
             INSERT INTO sensor_readings (id, tenant_id, device_id, dev_eui, fcnt, occupied, rssi, snr, raw_payload,
                                          received_at, created_at)
-            SELECT {F.derived('sensor_readings', 's.id')}, d.tenant_id, d.id, d.dev_eui, s.fcnt, {occupied},
+            SELECT {F.sequential('sensor_readings', 's.id')}, d.tenant_id, d.id, d.dev_eui, s.fcnt, {occupied},
                    s.rssi, s.snr, {F.READING_PAYLOAD}, {F.utc_naive('s.ts')}, {F.utc_naive('s.ts')}
             FROM stg_sensor_readings s JOIN sensor_devices d ON d.dev_eui = upper(s.device_eui)
             WHERE s.fcnt IS NOT NULL AND s.ts IS NOT NULL
@@ -550,28 +551,122 @@ def migrate_state_changes(run):
                     ELSE 'id ' || s.id || ' is taken in V6 by another state change' END
         FROM stg_state_changes s {F.mapped('spaces', 'm', 's.space_id')}
         WHERE m.v6_id IS NULL OR (EXISTS (SELECT 1 FROM state_changes x WHERE x.id = s.id)
-              AND NOT EXISTS (SELECT 1 FROM {L}.id_map i WHERE i.entity = 'state_changes' AND i.v5_id = s.id::text))
+              AND NOT EXISTS (SELECT 1 FROM {L}.id_map i WHERE i.entity = 'state_changes' AND i.v5_id = s.id::text)
+              AND NOT EXISTS (SELECT 1 FROM {L}.history_ranges r WHERE r.tbl = 'state_changes'
+                              AND s.id > r.lo AND s.id <= r.hi))
         ON CONFLICT DO NOTHING""")
     run.count("state_changes", "rejected", rej)
-    # keep V6's sequence ahead of the copied ids; rollback puts it back
+    if n:
+        advance_sequence(run)
+
+
+READING_COLUMNS = "id, tenant_id, device_id, dev_eui, fcnt, occupied, rssi, snr, raw_payload, received_at, created_at"
+STATE_COLUMNS = 'id, space_id, previous_state, new_state, source, request_id, metadata, "timestamp"'
+
+
+def is_superuser(run):
+    return bool(run.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
+
+
+def values_list(rows, types):
+    """A VALUES list literal for a small map shipped into the source SELECT (devices, spaces)."""
+    def lit(v, t):
+        return "NULL" if v is None else "'" + str(v).replace("'", "''") + "'::" + t
+    return ", ".join("(" + ", ".join(lit(v, t) for v, t in zip(row, types)) + ")" for row in rows)
+
+
+def bulk_copy(run, table, select_sql, columns, fk_check_sql):
+    """Stream mapped V5 rows straight into a V6 table.
+
+    As a superuser the per-row FK triggers are skipped for this session only
+    (session_replication_role = replica; other sessions are unaffected and nothing is locked)
+    and referential integrity is then proven set-based: any violation fails the run, which
+    rolls everything back. Otherwise the triggers check each row as usual.
+    """
+    deferred = is_superuser(run)
+    if deferred:
+        run.execute("SET LOCAL session_replication_role = replica")
+    copy_in = f"COPY {table} ({columns}) FROM STDIN"
+    run.queries.append(f"COPY ({' '.join(select_sql.split())[:400]}...) TO STDOUT  ->  {copy_in}")
+    n = pgcopy.stream(run.src, select_sql, run.cur, copy_in)
+    if deferred:
+        run.execute("SET LOCAL session_replication_role = origin")
+        bad = run.scalar(fk_check_sql)
+        if bad:
+            raise ParkingError(f"{bad} rows loaded into {table} break a foreign key; the run is rolled back")
+    return n
+
+
+def copy_rejects(run, entity, select_sql):
+    """Stream reject rows (run_id, entity, v5_id, reason) from the source into the ledger."""
+    copy_in = f"COPY {L}.rejects (run_id, entity, v5_id, reason) FROM STDIN"
+    run.queries.append(f"COPY ({' '.join(select_sql.split())[:300]}...) TO STDOUT  ->  {copy_in}")
+    return pgcopy.stream(run.src, select_sql, run.cur, copy_in)
+
+
+def direct_readings(run, where):
+    """New V5 readings (above the watermark) -> V6 in one streamed COPY, mapped on the source."""
+    devices = run.rows("SELECT dev_eui, id::text, tenant_id::text FROM sensor_devices")
+    occupied = "CASE upper(s.occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
+    device_map = (f"(VALUES {values_list(devices, ('text', 'uuid', 'uuid'))}) m(eui, device_id, tenant_id)"
+                  if devices else "(SELECT NULL::text, NULL::uuid, NULL::uuid WHERE false) m(eui, device_id, tenant_id)")
+    select = f"""
+        SELECT {F.sequential('sensor_readings', 's.id')}, m.tenant_id, m.device_id, m.eui, s.fcnt, {occupied},
+               s.rssi, s.snr, {F.READING_PAYLOAD}, {F.utc_naive('s."timestamp"')}, {F.utc_naive('s."timestamp"')}
+        FROM sensor_readings s JOIN {device_map} ON m.eui = upper(s.device_eui)
+        WHERE s.fcnt IS NOT NULL AND s."timestamp" IS NOT NULL AND {where}"""
+    n = bulk_copy(run, "sensor_readings", select, READING_COLUMNS, """
+        SELECT count(*) FROM sensor_readings r
+        WHERE NOT EXISTS (SELECT 1 FROM sensor_devices d WHERE d.id = r.device_id)
+           OR NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = r.tenant_id)""")
+    run.count("sensor_readings", "inserted", n)
+    rej = copy_rejects(run, "sensor_readings", f"""
+        SELECT {mapping.sql_literal(run.run_id)}::uuid, 'sensor_readings', s.id::text,
+               CASE WHEN m.eui IS NULL THEN 'no V6 sensor device with EUI ' || quote_literal(s.device_eui)
+                    WHEN s.fcnt IS NULL THEN 'fcnt missing: V6 requires a frame counter'
+                    ELSE 'timestamp missing' END
+        FROM sensor_readings s LEFT JOIN {device_map} ON m.eui = upper(s.device_eui)
+        WHERE (m.eui IS NULL OR s.fcnt IS NULL OR s."timestamp" IS NULL) AND {where}""")
+    run.count("sensor_readings", "rejected", rej)
+
+
+def direct_state_changes(run, where, lo, hi):
+    """New V5 state changes -> V6 keeping their ids (one streamed COPY); the id range goes to the ledger."""
+    taken = run.scalar("SELECT count(*) FROM state_changes WHERE id > %(lo)s AND id <= %(hi)s", {"lo": lo, "hi": hi})
+    if taken:  # V6 has rows in that id range: the row-by-row path handles the conflicts
+        staging.stage(run, "state_changes", {}, where)
+        return migrate_state_changes(run)
+    spaces = run.rows(f"SELECT v5_id, v6_id FROM {L}.id_map WHERE entity = 'spaces'")
+    space_map = (f"(VALUES {values_list(spaces, ('uuid', 'uuid'))}) m(v5, v6)" if spaces
+                 else "(SELECT NULL::uuid, NULL::uuid WHERE false) m(v5, v6)")
+    select = f"""
+        SELECT s.id, m.v6, s.previous_state, s.new_state, s.source, s.request_id, s.metadata, s."timestamp"
+        FROM state_changes s JOIN {space_map} ON m.v5 = s.space_id WHERE {where}"""
+    n = bulk_copy(run, "state_changes", select, STATE_COLUMNS, """
+        SELECT count(*) FROM state_changes c WHERE NOT EXISTS (SELECT 1 FROM spaces s WHERE s.id = c.space_id)""")
+    run.count("state_changes", "inserted", n)
+    if n:
+        run.execute(f"INSERT INTO {L}.history_ranges (run_id, tbl, lo, hi) VALUES (%(run)s, 'state_changes', "
+                    f"%(lo)s, %(hi)s)", dict(run.params, lo=lo, hi=hi))
+    rej = copy_rejects(run, "state_changes", f"""
+        SELECT {mapping.sql_literal(run.run_id)}::uuid, 'state_changes', s.id::text, 'its space was not migrated'
+        FROM state_changes s LEFT JOIN {space_map} ON m.v5 = s.space_id WHERE m.v5 IS NULL AND {where}""")
+    run.count("state_changes", "rejected", rej)
+    advance_sequence(run)
+
+
+def advance_sequence(run):
+    """Keep V6's state_changes sequence ahead of the copied ids; rollback puts it back."""
     seq = run.scalar("SELECT pg_get_serial_sequence('state_changes', 'id')")
-    if seq and n:
-        last, called = run.rows(f"SELECT last_value, is_called FROM {seq}")[0]
-        top = run.scalar("SELECT max(id) FROM state_changes")
-        if top and top > last:
-            run.execute(f"""INSERT INTO {L}.objects (run_id, kind, name, undo_sql)
-                            SELECT %(run)s, 'sequence', '{seq}', 'SELECT setval(''{seq}'', {last}, {str(called).lower()})'
-                            WHERE NOT EXISTS (SELECT 1 FROM {L}.objects WHERE kind = 'sequence' AND name = '{seq}')""")
-            run.execute(f"SELECT setval('{seq}', {top}, true)")
-
-
-def history_window(run, table, marks, since, overlap):
-    """WHERE clause selecting the V5 history rows this run reads."""
-    low = max(0, int(marks.get(table, 0)) - overlap)
-    where = f"id > {low}"
-    if since:
-        where += f" AND \"timestamp\" >= {psycopg_literal(since)}::timestamptz"
-    return where
+    if not seq:
+        return
+    last, called = run.rows(f"SELECT last_value, is_called FROM {seq}")[0]
+    top = run.scalar("SELECT max(id) FROM state_changes")
+    if top and top > last:
+        run.execute(f"""INSERT INTO {L}.objects (run_id, kind, name, undo_sql)
+                        SELECT %(run)s, 'sequence', '{seq}', 'SELECT setval(''{seq}'', {last}, {str(called).lower()})'
+                        WHERE NOT EXISTS (SELECT 1 FROM {L}.objects WHERE kind = 'sequence' AND name = '{seq}')""")
+        run.execute(f"SELECT setval('{seq}', {top}, true)")
 
 
 def psycopg_literal(value):
@@ -641,19 +736,38 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     step("orphan_devices", resolve_orphans, run)
 
     new_marks = dict(marks)
-    for table, fn in (("sensor_readings", migrate_readings), ("state_changes", migrate_state_changes)):
-        rows = staged(table, history_window(run, table, marks, history_since, HISTORY_OVERLAP if marks else 0))
-        step(table, fn, run)
-        top = run.scalar(f"SELECT max(id) FROM stg_{table}")
-        new_marks[table] = max(int(marks.get(table, 0)), int(top or 0))
-        if rows:
-            run.progress(f"{table}: {rows} rows read ({rows / max(run.timings[f'stage {table}'], 1e-6):.0f} rows/s)")
+    since = f' AND s."timestamp" >= {psycopg_literal(history_since)}::timestamptz' if history_since else ""
+    for table, staged_fn in (("sensor_readings", migrate_readings), ("state_changes", migrate_state_changes)):
+        wm = int(marks.get(table, 0))
+        src = run.src.connection.cursor()
+        src.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
+        top = int(src.fetchone()[0])
+        t0 = time.time()
+        if wm > 0:
+            # rows at or below the watermark committed after the last run's snapshot: re-read a
+            # window below it through staging, where ON CONFLICT skips what is already there
+            staged(table, f"id > {max(0, wm - HISTORY_OVERLAP)} AND id <= {wm}{since.replace('s.', '')}")
+            step(table, staged_fn, run)
+        if top > wm:
+            where = f"s.id > {wm}{since}"
+            if table == "sensor_readings":
+                step(table, direct_readings, run, where)
+            else:
+                step(table, direct_state_changes, run, where, wm, top)
+        new_marks[table] = max(wm, top)
+        seconds = time.time() - t0
+        moved = run.counts.get(table, {}).get("inserted", 0)
+        run.timings[f"history {table}"] = round(seconds, 3)
+        run.progress(f"{table}: {moved} rows migrated in {seconds:.1f}s ({moved / max(seconds, 1e-6):.0f} rows/s)")
 
     if app_role:
         step("rls", rls.ensure, run, app_role, app_role_password)
 
     after = v6_counts(run)
-    rejects = run.rows(f"SELECT entity, v5_id, reason FROM {L}.rejects WHERE run_id = %(run)s ORDER BY 1, 2")
+    rejects = run.rows(f"SELECT entity, v5_id, reason FROM {L}.rejects WHERE run_id = %(run)s ORDER BY 1, 2 LIMIT 200")
+    reject_total = run.scalar(f"SELECT count(*) FROM {L}.rejects WHERE run_id = %(run)s")
+    by_reason = run.rows(f"SELECT entity, regexp_replace(reason, $q$'.*'$q$, $q$'...'$q$) AS r, count(*) "
+                         f"FROM {L}.rejects WHERE run_id = %(run)s GROUP BY 1, 2 ORDER BY 1, 3 DESC")
     changed = before != after or any(v for e in run.counts.values() for k, v in e.items()
                                       if k.endswith("linked") or k in ("created", "resolved"))
     status = "succeeded"
@@ -661,12 +775,14 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     result = {
         "run_id": run_id, "mode": mode, "changed": changed, "counts": run.counts,
         "rejects": [{"entity": e, "v5_id": i, "reason": r} for e, i, r in rejects],
+        "rejects_total": reject_total,
+        "rejects_by_reason": [{"entity": e, "reason": r, "count": n} for e, r, n in by_reason],
         "warnings": run.warnings, "watermarks": new_marks, "timings": run.timings,
         "diff": {"before": before, "after": after}, "executed_queries": run.queries,
         "seconds": round(time.time() - t_start, 3),
     }
     if rejects and not allow_rejects:
-        raise RejectsPresent(f"{len(rejects)} V5 rows could not be placed (first: {rejects[0][0]} "
+        raise RejectsPresent(f"{reject_total} V5 rows could not be placed (first: {rejects[0][0]} "
                              f"{rejects[0][1]}: {rejects[0][2]}); nothing was written. Fix the source data, or "
                              "set allow_rejects: true to migrate the rest and keep them in the report", result)
     return result

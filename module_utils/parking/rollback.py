@@ -30,6 +30,8 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     counts["sensor_readings"] = ex("DELETE FROM sensor_readings WHERE raw_payload LIKE %s", (READING_MARKER_LIKE,))
     counts["state_changes"] = ex(f"""DELETE FROM state_changes WHERE id IN (SELECT v6_id::bigint FROM {L}.id_map
                                      WHERE entity = 'state_changes' AND action = 'inserted')""")
+    counts["state_changes"] += ex(f"""DELETE FROM state_changes c USING {L}.history_ranges r
+                                      WHERE r.tbl = 'state_changes' AND c.id > r.lo AND c.id <= r.hi""")
     for table in DELETE_ORDER[:3]:
         counts[table] = ex(f"""DELETE FROM {table} WHERE id IN (SELECT v6_id::uuid FROM {L}.id_map
                                WHERE entity = %s AND action = 'inserted')""", (table,))
@@ -60,7 +62,7 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     for sql in undo:
         ex(sql)
     counts["objects_undone"] = len(undo)
-    for t in ("id_map", "before_images", "rejects", "objects"):
+    for t in ("id_map", "before_images", "rejects", "objects", "history_ranges"):
         ex(f"DELETE FROM {L}.{t}")
     ex(f"UPDATE {L}.runs SET status = 'rolled_back' WHERE phase = %s AND status = 'succeeded' AND state = 'present'",
        (phase,))

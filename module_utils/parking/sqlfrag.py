@@ -50,6 +50,10 @@ def derived(kind, key_expr):
     return mapping.sql_derived_uuid(kind, key_expr)
 
 
+def sequential(kind, int_expr):
+    return mapping.sql_sequential_uuid(kind, int_expr)
+
+
 def prev_join(entity, alias="prev", key="s.id"):
     """LEFT JOIN to the id map rows of earlier runs."""
     return (f"LEFT JOIN {LEDGER}.id_map {alias} ON {alias}.entity = '{entity}' "

@@ -109,7 +109,9 @@ def compare_history(run, gate, watermarks):
     actual = _sum(run.rows(f"""
         SELECT sp.tenant_id, count(*), coalesce(sum({ROW_HASH.format(row='row(c.id, c.previous_state, c.new_state, c.source, c."timestamp")')}), 0)::text
         FROM state_changes c JOIN spaces sp ON sp.id = c.space_id
-        WHERE c.id <= %(wm)s AND c.id IN (SELECT v6_id::bigint FROM {L}.id_map WHERE entity = 'state_changes')
+        WHERE c.id <= %(wm)s AND (c.id IN (SELECT v6_id::bigint FROM {L}.id_map WHERE entity = 'state_changes')
+              OR EXISTS (SELECT 1 FROM {L}.history_ranges r WHERE r.tbl = 'state_changes' AND c.id > r.lo
+                         AND c.id <= r.hi))
         GROUP BY 1""", {"wm": wm_s}))
     record(gate, "state_changes", expected, actual)
 

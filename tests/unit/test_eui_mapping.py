@@ -90,3 +90,11 @@ def test_sql_case_renders_every_pair_and_escapes():
     sql = mapping.sql_case("s.state", {"FREE": "free", "O'X": "o"}, "unknown")
     assert "WHEN 'FREE' THEN 'free'" in sql and "WHEN 'O''X' THEN 'o'" in sql
     assert sql.endswith("ELSE 'unknown' END)")
+
+
+def test_sequential_uuid_is_stable_unique_and_increasing():
+    a, b = mapping.sequential_uuid("sensor_readings", 1), mapping.sequential_uuid("sensor_readings", 2)
+    assert a == mapping.sequential_uuid("sensor_readings", 1)
+    assert a < b < mapping.sequential_uuid("sensor_readings", 10 ** 12)
+    assert mapping.sequential_uuid("state_changes", 1) != a
+    assert mapping.sql_sequential_uuid("sensor_readings", "s.id").startswith("('" + a.replace("-", "")[:16])
