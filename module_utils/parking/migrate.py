@@ -494,6 +494,36 @@ def migrate_orphans(run):
     record_plan(run, "orphan_devices")
 
 
+def sync_live_state(run):
+    """What V5 keeps updating while live: a space's state, a device's last uplink, a reservation's
+    status. Applied per row when V5's row is newer than V6's (updated_at), so once V6 is the
+    writer its changes are never overwritten by older V5 data. Before-images keep rollback exact."""
+    state = F.space_state("m.state")
+    newer = "m.updated_at > coalesce(t.updated_at, '-infinity')"
+    targets = (f"SELECT t.id FROM spaces t JOIN m_spaces m ON m.v6_id = t.id WHERE m.action = 'mapped' "
+               f"AND {newer} AND (t.state IS DISTINCT FROM m.state OR t.current_state IS DISTINCT FROM {state})")
+    save_before_images(run, "spaces", targets)
+    run.count("spaces", "state_synced", run.execute(f"""
+        UPDATE spaces t SET state = m.state, current_state = {state},
+               state_changed_at = {F.utc_naive('m.updated_at')}
+        FROM m_spaces m WHERE t.id IN ({targets}) AND m.v6_id = t.id"""))
+    for table in DEVICE_KINDS:
+        seen = (f"SELECT t.id FROM {table} t JOIN m_{table} m ON m.v6_id = t.id WHERE m.action = 'mapped' "
+                f"AND {F.utc_naive('m.last_seen_at')} > coalesce(t.last_seen_at, '-infinity')")
+        save_before_images(run, table, seen)
+        run.count(table, "last_seen_synced", run.execute(f"""
+            UPDATE {table} t SET last_seen_at = {F.utc_naive('m.last_seen_at')}
+            FROM m_{table} m WHERE t.id IN ({seen}) AND m.v6_id = t.id"""))
+    status = F.reservation_status("m.status")
+    changed = (f"SELECT t.id FROM reservations t JOIN m_reservations m ON m.v6_id = t.id WHERE m.action = 'mapped' "
+               f"AND {newer} AND t.status IS DISTINCT FROM {status}")
+    save_before_images(run, "reservations", changed)
+    run.count("reservations", "status_synced", run.execute(f"""
+        UPDATE reservations t SET status = {status},
+               metadata = coalesce(t.metadata, '{{}}') || jsonb_build_object('v5_status', m.status)
+        FROM m_reservations m WHERE t.id IN ({changed}) AND m.v6_id = t.id"""))
+
+
 def resolve_orphans(run):
     """V6 orphan rows whose EUI is now a registered device are resolved (removed): V6 lists as
     orphans the uplinks of devices it did not know. Before-images let rollback put them back."""
@@ -734,6 +764,7 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     step("reservations", migrate_reservations, run)
     step("orphan_devices", migrate_orphans, run)
     step("orphan_devices", resolve_orphans, run)
+    step("live_state", sync_live_state, run)
 
     new_marks = dict(marks)
     since = f' AND s."timestamp" >= {psycopg_literal(history_since)}::timestamptz' if history_since else ""
@@ -769,7 +800,7 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     by_reason = run.rows(f"SELECT entity, regexp_replace(reason, $q$'.*'$q$, $q$'...'$q$) AS r, count(*) "
                          f"FROM {L}.rejects WHERE run_id = %(run)s GROUP BY 1, 2 ORDER BY 1, 3 DESC")
     changed = before != after or any(v for e in run.counts.values() for k, v in e.items()
-                                      if k.endswith("linked") or k in ("created", "resolved"))
+                                      if k.endswith(("linked", "synced")) or k in ("created", "resolved"))
     status = "succeeded"
     ledger.finish(run.cur, run_id, status, run.counts, new_marks)
     result = {

@@ -38,7 +38,7 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     # restore the rows V6 had, as they were (triggers off so updated_at is restored too)
     ex("SET LOCAL session_replication_role = replica")
     restored = 0
-    for tbl in ("spaces", "sensor_devices", "display_devices"):  # updated in place
+    for tbl in ("spaces", "sensor_devices", "display_devices", "reservations"):  # updated in place
         restored += ex(f"""
             UPDATE {tbl} t SET ({cols(cur, tbl)}) = (SELECT {cols(cur, tbl, 'r.')}
                 FROM jsonb_populate_record(NULL::{tbl}, b.before) r)

@@ -225,7 +225,7 @@ def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_
         raise ParkingError("no successful phase-1 run in the ledger: run the migration first")
     # replay the migration's plan (read-only: rolled back below)
     replay = migrate.migrate(src_conn, tgt_conn, run_id, platform, allow_rejects=True)
-    pending = {e: {k: v for k, v in c.items() if k in ("inserted",) or k.endswith("linked")}
+    pending = {e: {k: v for k, v in c.items() if k in ("inserted", "resolved") or k.endswith("linked")}
                for e, c in replay["counts"].items()}
     pending = {e: c for e, c in pending.items() if any(c.values()) and e not in ("sensor_readings",
                                                                                  "state_changes")}

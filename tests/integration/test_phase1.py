@@ -468,3 +468,52 @@ def test_history_counts_match_per_tenant(migrated):
     n5 = v5("SELECT count(*) FROM sensor_readings r WHERE fcnt IS NOT NULL AND EXISTS (SELECT 1 FROM sensor_devices d "
             "WHERE upper(d.dev_eui) = upper(r.device_eui) AND upper(d.dev_eui) ~ '^[0-9A-F]{16}$')")[0][0]
     assert scalar(c, "SELECT count(*) FROM sensor_readings WHERE raw_payload LIKE '{\"migrated_by\"%'") == n5
+
+
+# --- mode: delta (cutover catch-up) ---------------------------------------------------------------
+
+def test_delta_needs_an_earlier_full_run(fresh_v6, source):
+    from parking.errors import ConfigError
+    with pytest.raises(ConfigError, match="needs an earlier successful full run"):
+        U.run_engine(source, fresh_v6, mode="delta", allow_rejects=True)
+
+
+def test_delta_moves_what_v5_wrote_since_and_never_overwrites_newer_v6_work(source):
+    v5db = "parking_v5_p1_delta"
+    U.admin_sql(f"DROP DATABASE IF EXISTS {v5db} WITH (FORCE)",
+                f"CREATE DATABASE {v5db} TEMPLATE {V5} OWNER parking_user")
+    v6db = U.clone_v6(SUFFIX, "parking_v6_p1_delta")
+    try:
+        U.run_engine(v5db, v6db, allow_rejects=True)
+        c5, c6 = U.connect(v5db, autocommit=True), U.connect(v6db, autocommit=True)
+        eui = LIVE_SENSORS[0]
+        code = scalar(c5, "SELECT code FROM spaces WHERE sensor_eui = %s AND deleted_at IS NULL", (eui,))
+        other = scalar(c5, "SELECT code FROM spaces WHERE sensor_eui = %s AND deleted_at IS NULL", (LIVE_SENSORS[1],))
+        # V5 keeps working: a reading, a state change, a newer space state, a cancelled reservation
+        query(c5, "INSERT INTO sensor_readings (device_eui, occupancy_state, fcnt, \"timestamp\") "
+                  "VALUES (%s, 'OCCUPIED', 999999, now()) RETURNING id", (eui,))
+        query(c5, "UPDATE spaces SET state = 'MAINTENANCE', updated_at = now() WHERE code = %s AND "
+                  "deleted_at IS NULL RETURNING id", (code,))
+        res_id = scalar(c5, "UPDATE reservations SET status = 'cancelled', updated_at = now() WHERE id = (SELECT id FROM "
+                            "reservations WHERE status = 'confirmed' ORDER BY id LIMIT 1) RETURNING id::text")
+        # another space: V5 wrote it, then V6 (live) changed it later (its trigger stamps updated_at)
+        query(c5, "UPDATE spaces SET state = 'FREE', updated_at = now() WHERE code = %s AND deleted_at IS NULL "
+                  "RETURNING id", (other,))
+        time.sleep(0.05)
+        query(c6, "UPDATE spaces SET current_state = 'reserved', state = 'RESERVED' "
+                  "WHERE code = %s AND deleted_at IS NULL RETURNING id", (other,))
+        delta = U.run_engine(v5db, v6db, mode="delta", allow_rejects=True)
+        assert delta["counts"]["sensor_readings"]["inserted"] == 1
+        assert scalar(c6, "SELECT count(*) FROM sensor_readings WHERE dev_eui = %s AND fcnt = 999999", (eui,)) == 1
+        assert scalar(c6, "SELECT current_state FROM spaces WHERE code = %s AND deleted_at IS NULL", (code,)) == \
+            "maintenance"
+        assert scalar(c6, "SELECT status FROM reservations WHERE id = %s", (res_id,)) == "cancelled"
+        assert scalar(c6, "SELECT current_state FROM spaces WHERE code = %s AND deleted_at IS NULL", (other,)) == \
+            "reserved"  # V6's newer work stays
+        again = U.run_engine(v5db, v6db, mode="delta", allow_rejects=True)
+        assert again["changed"] is False, again["counts"]
+        c5.close()
+        c6.close()
+    finally:
+        U.drop(v6db)
+        U.drop(v5db)
