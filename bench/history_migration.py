@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integration"),
                 os.path.join(ROOT, "module_utils")]
 import p1util as U  # noqa: E402
-from conftest import lab_pg_params  # noqa: E402
+from labdb import lab_pg_params  # noqa: E402
 
 HISTORY = ("sensor_readings", "state_changes")
 HISTORY_STEPS = ("stage sensor_readings", "sensor_readings", "stage state_changes", "state_changes")

@@ -11,7 +11,7 @@ import sys
 
 import psycopg2
 
-from conftest import ROOT, lab_pg_params
+from labdb import ROOT, lab_pg_params
 
 ADMIN_USER = os.environ.get("PARKING_LAB_PG_ADMIN_USER", "parking")
 ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "parking-lab")

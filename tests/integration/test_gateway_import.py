@@ -17,7 +17,7 @@ import sys
 import psycopg2
 import pytest
 
-from conftest import lab_pg_params
+from labdb import lab_pg_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import recap, run_playbook, scalar
+from labdb import recap, run_playbook, scalar
 from labutil import CA_FILE, DOMAIN, HTTP_PORT, sim, traefik, wait_for
 
 # Production container names (reference/infrastructure.md §3)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import p1util as U
-from conftest import ROOT, query, scalar
+from labdb import ROOT, query, scalar
 
 SUFFIX = "_p1"
 V5 = f"parking_v5{SUFFIX}"

@@ -14,7 +14,7 @@ import sys
 import psycopg2
 import pytest
 
-from conftest import lab_pg_params, query
+from labdb import lab_pg_params, query
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEED = ROOT / "lab" / "seed.py"

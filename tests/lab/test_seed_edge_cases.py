@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import query, scalar
+from labdb import query, scalar
 
 LIVE_SENSORS = ("58A0CB00001196F3", "58A0CB0000115B4E", "58A0CB000011590D")
 PLATFORM_TENANT = "00000000-0000-0000-0000-000000000000"
