@@ -119,6 +119,7 @@ from parking import ledger, migrate
 P = dict(host={host!r}, port={port}, user={user!r}, password={pw!r}, options="-c TimeZone=UTC")
 src = psycopg2.connect(dbname={v5!r}, **P)
 tgt = psycopg2.connect(dbname={v6!r}, **P)
+print("connected", flush=True)
 migrate.migrate(src, tgt, ledger.new_run_id(), {platform!r}, allow_rejects=True, app_role="parking_v6_app")
 tgt.commit()
 print("done", flush=True)
@@ -133,31 +134,41 @@ def run_killable(v5, v6):
 
 
 def test_sigkill_at_a_random_point_then_rerun_gives_identical_result():
-    """Killed mid-run (one transaction) -> nothing half-written; re-run -> same content as a clean run."""
+    """Killed at a random point (one transaction) -> V6 is untouched or fully migrated, never in
+    between; a re-run then gives the same content as a clean run, nothing duplicated."""
     suffix = "_p1k"
-    U.seeded(suffix, scale=300)  # ~31 k history rows: the run takes long enough to be hit
+    U.seeded(suffix, scale=1000)  # ~105 k history rows: the run takes about a second
     v5db = f"parking_v5{suffix}"
     ref = U.clone_v6(suffix, "parking_v6_p1k_ref")
     victim = U.clone_v6(suffix, "parking_v6_p1k_kill")
     try:
         pristine = U.checksums(victim)
-        t0 = time.time()
         proc = run_killable(v5db, ref)
+        assert proc.stdout.readline().strip() == "connected"
+        t0 = time.time()
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
         duration = time.time() - t0
+        complete = U.checksums(ref, ["updated_at"])
         rng = random.Random()
-        for _ in range(3):
+        mid_run = 0
+        for _ in range(4):
             proc = run_killable(v5db, victim)
-            delay = rng.uniform(0.15, 0.9) * duration
+            assert proc.stdout.readline().strip() == "connected"
+            delay = rng.uniform(0.05, 0.9) * duration
             time.sleep(delay)
+            finished = proc.poll() is not None
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            time.sleep(0.5)  # the server notices the dead client and rolls back
+            time.sleep(0.5)  # the server notices the dead client and rolls its transaction back
+            if finished and U.checksums(victim, ["updated_at"]) == complete:
+                break  # it had committed before the kill: a complete run, not a half one
             assert U.checksums(victim) == pristine, f"half-written state after SIGKILL at {delay:.2f}s"
+            mid_run += 1
+        assert mid_run >= 1, "no kill landed mid-run"
         proc = run_killable(v5db, victim)
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
         # updated_at of the V6 rows the links touch is set by trigger to the time of the run
-        assert U.checksums(victim, ["updated_at"]) == U.checksums(ref, ["updated_at"])
+        assert U.checksums(victim, ["updated_at"]) == complete
         conn = U.connect(victim, autocommit=True)
         assert scalar(conn, "SELECT count(*) - count(DISTINCT id) FROM sensor_readings") == 0
         assert scalar(conn, "SELECT count(*) FROM (SELECT dev_eui FROM sensor_devices GROUP BY 1 HAVING count(*) > 1) d") == 0
