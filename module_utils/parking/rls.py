@@ -29,16 +29,42 @@ def record(run, kind, name, undo_sql):
     run.count("rls", "created", 1)
 
 
+def password_matches(cur, role, password):
+    """Whether `role`'s stored SCRAM-SHA-256 verifier matches `password` (needs superuser to read
+    pg_authid; False when it cannot tell, so the password is then set)."""
+    import base64
+    import hashlib
+    import hmac
+    try:
+        cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+        row = cur.fetchone()
+    except Exception:
+        return False
+    stored = row[0] if row else None
+    if not stored or not stored.startswith("SCRAM-SHA-256$"):
+        return False
+    try:
+        head, keys = stored[len("SCRAM-SHA-256$"):].split("$")
+        iterations, salt = head.split(":")
+        stored_key = keys.split(":")[0]
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        return hmac.compare_digest(base64.b64encode(hashlib.sha256(client_key).digest()).decode(), stored_key)
+    except (ValueError, TypeError):
+        return False
+
+
 def ensure(run, role, password=None):
     """Idempotent: only what is missing is created; returns nothing, counts under 'rls'."""
     r = quote_ident(run.cur, role)
     db = run.scalar("SELECT current_database()")
     if not run.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
         run.execute(f"CREATE ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
-        if password:
-            run.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": password})
-            run.queries[-1] = f"ALTER ROLE {r} PASSWORD %(password)s"
         record(run, "role", role, f"DROP OWNED BY {r}; DROP ROLE {r}")
+    if password and not password_matches(run.cur, role, password):
+        run.cur.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": password})
+        run.queries.append(f"ALTER ROLE {r} PASSWORD %(password)s")
+        run.count("rls", "password_set", 1)
     if run.scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
         from .errors import ConfigError
         raise ConfigError(f"application role {role} is a superuser or has BYPASSRLS: row-level security can "

@@ -173,45 +173,69 @@ def check_invariants(run, gate):
         gate.add(name, bad == 0, None if bad == 0 else f"{bad} offending rows", offending=bad)
 
 
-def check_rls(run, gate, app_role, login=None):
-    """As the application role: per tenant, other tenants' rows = 0 and own rows all visible."""
-    if not app_role or not run.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %(r)s", {"r": app_role}):
-        gate.add("rls_isolation", False, f"application role {app_role!r} does not exist: phase 1 creates it")
-        return
-    tables = [t for t in rls.RLS_TABLES if run.scalar("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": f"public.{t}"})]
-    tenants = [r[0] for r in run.rows("SELECT id::text FROM tenants ORDER BY 1")]
-    owner = {t: dict(run.rows(f"SELECT tenant_id::text, count(*) FROM {t} GROUP BY 1")) for t in tables}
-    cur = login.cursor() if login else run.cur
-    problems = []
-    cur.execute("SAVEPOINT rls_check") if not login else None
-    if not login:
-        cur.execute(f"SET LOCAL ROLE {rls.quote_ident(run.cur, app_role)}")
+def check_rls(tgt_conn, gate, app_role, login=None):
+    """As the application role: per tenant, other tenants' rows = 0 and own rows all visible.
+
+    Owner and application role count in the same snapshot (exported from the owner's
+    REPEATABLE READ transaction and adopted by the role's), so a live V6 cannot make them differ.
+    Without a login, SET ROLE in the owner's transaction (RLS applies to the current role).
+    """
+    tgt_conn.rollback()
+    tgt_conn.set_session(isolation_level="REPEATABLE READ")
+    cur = tgt_conn.cursor()
     try:
-        cur.execute("SELECT set_config('app.current_tenant_id', '', true), "
-                    "set_config('app.is_platform_admin', '', true)")
+        cur.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (app_role,))
+        if not app_role or not cur.fetchone()[0]:
+            gate.add("rls_isolation", False, f"application role {app_role!r} does not exist: phase 1 creates it")
+            return
+        tables = []
+        for t in rls.RLS_TABLES:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{t}",))
+            if cur.fetchone()[0]:
+                tables.append(t)
+        cur.execute("SELECT id::text FROM tenants ORDER BY 1")
+        tenants = [r[0] for r in cur.fetchall()]
+        owner = {}
         for t in tables:
-            cur.execute(f"SELECT count(*) FROM {t}")
-            n = cur.fetchone()[0]
+            cur.execute(f"SELECT tenant_id::text, count(*) FROM {t} GROUP BY 1")
+            owner[t] = dict(cur.fetchall())
+        if login:
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+            login.rollback()
+            login.set_session(isolation_level="REPEATABLE READ")
+            app = login.cursor()
+            app.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+        else:
+            app = cur
+            app.execute(f"SET LOCAL ROLE {rls.quote_ident(cur, app_role)}")
+        problems = []
+        app.execute("SELECT set_config('app.current_tenant_id', '', true), set_config('app.is_platform_admin', '', true)")
+        for t in tables:
+            app.execute(f"SELECT count(*) FROM {t}")
+            n = app.fetchone()[0]
             if n:
                 problems.append(f"{t}: {n} rows visible with no tenant set")
         for tenant in tenants:
-            cur.execute("SELECT set_config('app.current_tenant_id', %s, true)", (tenant,))
+            app.execute("SELECT set_config('app.current_tenant_id', %s, true)", (tenant,))
             for t in tables:
-                cur.execute(f"SELECT count(*) FILTER (WHERE tenant_id IS DISTINCT FROM %s::uuid), "
+                app.execute(f"SELECT count(*) FILTER (WHERE tenant_id IS DISTINCT FROM %s::uuid), "
                             f"count(*) FILTER (WHERE tenant_id = %s::uuid) FROM {t}", (tenant, tenant))
-                other, own = cur.fetchone()
+                other, own = app.fetchone()
                 if other:
                     problems.append(f"{t}: tenant {tenant} sees {other} rows of other tenants")
                 if own != owner[t].get(tenant, 0):
                     problems.append(f"{t}: tenant {tenant} sees {own} of its {owner[t].get(tenant, 0)} rows")
+        gate.add("rls_isolation", not problems, "; ".join(problems[:20]) or None,
+                 role=app_role, tenants=len(tenants), tables=tables,
+                 how="logged in as the role, same snapshot as the owner" if login
+                 else "SET ROLE to the role (RLS applies to current_user)")
     finally:
         if login:
             login.rollback()
-        else:
-            cur.execute("ROLLBACK TO SAVEPOINT rls_check")
-    gate.add("rls_isolation", not problems, "; ".join(problems[:20]) or None,
-             role=app_role, tenants=len(tenants), tables=tables,
-             how="logged in as the role" if login else "SET ROLE to the role (RLS applies to current_user)")
+            login.set_session(isolation_level="DEFAULT")
+        tgt_conn.rollback()
+        tgt_conn.set_session(isolation_level="DEFAULT")
 
 
 def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_login=None):
@@ -223,6 +247,7 @@ def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_
     marks = ledger.last_watermarks(cur, migrate.PHASE)
     if not marks:
         raise ParkingError("no successful phase-1 run in the ledger: run the migration first")
+    check_rls(tgt_conn, gate, app_role, app_login)  # first: its own snapshot, before the replay writes
     # replay the migration's plan (read-only: rolled back below)
     replay = migrate.migrate(src_conn, tgt_conn, run_id, platform, allow_rejects=True)
     pending = {e: {k: v for k, v in c.items() if k in ("inserted", "resolved") or k.endswith("linked")}
@@ -235,7 +260,6 @@ def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_
     compare_entities(run, gate)
     compare_history(run, gate, marks)
     check_invariants(run, gate)
-    check_rls(run, gate, app_role, app_login)
     slugs = dict(run.rows("SELECT id::text, slug FROM tenants"))
     tgt_conn.rollback()
     src_conn.rollback()
