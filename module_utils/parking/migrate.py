@@ -799,8 +799,9 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     reject_total = run.scalar(f"SELECT count(*) FROM {L}.rejects WHERE run_id = %(run)s")
     by_reason = run.rows(f"SELECT entity, regexp_replace(reason, $q$'.*'$q$, $q$'...'$q$) AS r, count(*) "
                          f"FROM {L}.rejects WHERE run_id = %(run)s GROUP BY 1, 2 ORDER BY 1, 3 DESC")
-    changed = before != after or any(v for e in run.counts.values() for k, v in e.items()
-                                      if k.endswith(("linked", "synced")) or k in ("created", "resolved", "password_set"))
+    # what this run did, not row counts: V6 may be live and writing on its own
+    changed = any(v for e in run.counts.values() for k, v in e.items()
+                  if k in ("inserted", "created", "resolved", "password_set") or k.endswith(("linked", "synced")))
     status = "succeeded"
     ledger.finish(run.cur, run_id, status, run.counts, new_marks)
     result = {

@@ -63,6 +63,7 @@ except ImportError:  # pragma: no cover - only in environments without the drive
     psycopg2 = None
 
 VERSION = "6.0.0-lab"
+FAULT_FILE = os.environ.get("LAB_FAULT_FILE", "/tmp/parking-lab-unhealthy")
 LOG = logging.getLogger("v6api")
 
 DEFAULT_PLATFORM_TENANT_ID = "00000000-0000-0000-0000-000000000000"
@@ -872,6 +873,11 @@ class App:
     # ---- health -----------------------------------------------------------------------------
 
     def health(self, request):
+        # Lab fault injection: while this file exists the health check fails, but every other
+        # endpoint keeps serving (like a V6 whose dependency went away); tests create it with
+        # `docker exec parking-api-v6 touch /tmp/parking-lab-unhealthy`.
+        if os.path.exists(FAULT_FILE):
+            return 503, {"status": "unhealthy", "version": VERSION, "reason": "lab fault injection"}
         return 200, {"status": "healthy", "version": VERSION}
 
     def webhooks_health(self, request):

@@ -1,0 +1,46 @@
+"""Account for every uplink the ChirpStack simulator sent (its attempts file on the host).
+
+lost(since, until) -> attempts that were not 2xx, and sensor uplinks whose reading is in
+neither parking_v5 (device_eui, fcnt) nor parking_v6 (dev_eui, fcnt). Display and unknown
+devices write no reading by design; their attempts only have to be 2xx.
+"""
+import json
+import os
+
+import p1util as U
+from labdb import query
+from labutil import STATE_DIR
+
+ATTEMPTS = os.path.join(STATE_DIR, "simulator", "attempts.jsonl")
+
+
+def attempts(since, until):
+    out = []
+    with open(ATTEMPTS) as f:
+        for line in f:
+            a = json.loads(line)
+            if since <= a["ts"] <= until:
+                out.append(a)
+    return out
+
+
+def account(since, until):
+    att = attempts(since, until)
+    not_2xx = [a for a in att if not (a["status"] and 200 <= a["status"] < 300)]
+    v5, v6 = U.connect("parking_v5", autocommit=True), U.connect("parking_v6", autocommit=True)
+    try:
+        sensors = {e for (e,) in query(v5, "SELECT upper(dev_eui) FROM sensor_devices")} & \
+                  {e for (e,) in query(v6, "SELECT dev_eui FROM sensor_devices")}
+        sensors -= {e for (e,) in query(v5, "SELECT upper(dev_eui) FROM display_devices")}  # displays win in V5
+        wanted = {(a["dev_eui"], a["fcnt"]) for a in att if a["dev_eui"] in sensors}
+        in_v5 = set(query(v5, "SELECT upper(device_eui), fcnt FROM sensor_readings WHERE fcnt = ANY(%s)",
+                          ([f for _, f in wanted] or [-1],)))
+        in_v6 = set(query(v6, "SELECT dev_eui, fcnt FROM sensor_readings WHERE fcnt = ANY(%s)",
+                          ([f for _, f in wanted] or [-1],)))
+    finally:
+        v5.close()
+        v6.close()
+    missing = sorted(wanted - in_v5 - in_v6)
+    return {"attempts": len(att), "not_2xx": len(not_2xx), "sensor_uplinks": len(wanted),
+            "in_v5": len(wanted & in_v5), "in_v6": len(wanted & in_v6), "lost": len(missing),
+            "examples": (not_2xx[:3], missing[:5])}
