@@ -20,24 +20,40 @@ class ApiClient(threading.Thread):
         self.token = None
         self.records = []  # (t, status, ms, outcome)
         self.reauths = 0
-        self._stop = threading.Event()
+        self.cookies = {}  # kept and sent back, as a browser does (Traefik's sticky cookie)
+        self._halt = threading.Event()
+
+    def _headers(self):
+        h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if self.cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return h
+
+    def _keep_cookies(self, r):
+        for value in r.headers.getlist("Set-Cookie") if hasattr(r.headers, "getlist") else []:
+            name, _, rest = value.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
 
     def login(self):
-        r = traefik("api", "/api/v1/auth/login", "POST", {"email": self.email, "password": self.password}, timeout=10)
+        r = traefik("api", "/api/v1/auth/login", "POST", {"email": self.email, "password": self.password}, timeout=10,
+                    headers={"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else None)
+        self._keep_cookies(r)
         self.token = json.loads(r.data)["access_token"] if r.status == 200 else None
         return r.status
 
     def one(self):
         t0 = time.time()
         try:
-            r = traefik("api", self.path, headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
+            r = traefik("api", self.path, headers=self._headers())
+            self._keep_cookies(r)
             status = r.status
             if status == 401:
                 self.reauths += 1
                 self.login()
-                r = traefik("api", self.path, headers={"Authorization": f"Bearer {self.token}"})
+                r = traefik("api", self.path, headers=self._headers())
+                self._keep_cookies(r)
                 status = r.status
-            outcome = "ok" if status == 200 else "failed"
+            outcome = "ok" if status == 200 else f"failed: HTTP {status}: {r.data[:120]!r}"
         except Exception as exc:  # connection error, TLS error, timeout
             status, outcome = None, f"failed: {type(exc).__name__}: {exc}"[:200]
         self.records.append((t0, status, (time.time() - t0) * 1000, outcome))
@@ -45,13 +61,13 @@ class ApiClient(threading.Thread):
     def run(self):
         self.login()
         nxt = time.time()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.one()
             nxt += self.interval
             time.sleep(max(0.0, nxt - time.time()))
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=15)
 
     def summary(self, since=None, until=None):
