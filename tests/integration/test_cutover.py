@@ -4,7 +4,6 @@ V6 turns unhealthy, the real cutover runs, and rollback-3 hands traffic back to 
 0 failed requests, 0 lost uplinks (every attempt 2xx and its row in V5 or V6)."""
 import json
 import os
-import re
 import subprocess
 import time
 
@@ -12,38 +11,8 @@ import pytest
 
 import uplinks
 from labdb import ROOT, recap, run_playbook
-from labutil import STATE_DIR, sim, traefik, wait_for
-from traffic import ApiClient
-
-ROUTING = os.path.join(STATE_DIR, "traefik", "dynamic", "cutover-routing.yml")
-
-
-def backend():
-    """Version prefix of whoever answers the api host now ('5' or '6'), None on error."""
-    try:
-        r = traefik("api", "/health", timeout=3)
-        return json.loads(r.data)["version"][0] if r.status == 200 else None
-    except Exception:
-        return None
-
-
-def v6_weight():
-    if not os.path.exists(ROUTING):
-        return None
-    found = re.search(r"# v6_weight: (\d+)", open(ROUTING).read())
-    return int(found.group(1)) if found else None
-
-
-def v5_serving_since(t_fault, needed=20, timeout=30):
-    """Seconds from t_fault until `needed` consecutive api answers came from V5."""
-    streak, deadline = 0, time.time() + timeout
-    while time.time() < deadline:
-        streak = streak + 1 if backend() == "5" else 0
-        if streak >= needed:
-            return time.time() - t_fault
-        time.sleep(0.05)
-    raise AssertionError("V5 did not take all traffic back")
-
+from labutil import sim, wait_for
+from traffic import ROUTING, ApiClient, backend, v5_serving_since, v6_weight
 
 @pytest.fixture(scope="module")
 def loaded_lab():

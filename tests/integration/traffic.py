@@ -6,10 +6,12 @@ log in again after a switch, as real ones do); a failure is a 5xx, a connection 
 right after logging in. Every request is recorded with its time, status, latency and backend.
 """
 import json
+import os
+import re
 import threading
 import time
 
-from labutil import traefik
+from labutil import STATE_DIR, traefik
 
 
 class ApiClient(threading.Thread):
@@ -77,3 +79,33 @@ class ApiClient(threading.Thread):
         return {"requests": len(rec), "failed": len(failed), "reauths": self.reauths,
                 "p50_ms": round(lat[len(lat) // 2], 1), "max_ms": round(lat[-1], 1),
                 "failures": [r[3] for r in failed][:10]}
+
+
+ROUTING = os.path.join(STATE_DIR, "traefik", "dynamic", "cutover-routing.yml")
+
+
+def backend():
+    """Version prefix of whoever answers the api host now ('5' or '6'), None on error."""
+    try:
+        r = traefik("api", "/health", timeout=3)
+        return json.loads(r.data)["version"][0] if r.status == 200 else None
+    except Exception:
+        return None
+
+
+def v6_weight():
+    if not os.path.exists(ROUTING):
+        return None
+    found = re.search(r"# v6_weight: (\d+)", open(ROUTING).read())
+    return int(found.group(1)) if found else None
+
+
+def v5_serving_since(t_fault, needed=20, timeout=30):
+    """Seconds from t_fault until `needed` consecutive api answers came from V5."""
+    streak, deadline = 0, time.time() + timeout
+    while time.time() < deadline:
+        streak = streak + 1 if backend() == "5" else 0
+        if streak >= needed:
+            return time.time() - t_fault
+        time.sleep(0.05)
+    raise AssertionError("V5 did not take all traffic back")
