@@ -32,6 +32,8 @@ description:
     the row whose C(raw_payload) holds the event's deduplicationId, with the device's tenant and
     the occupancy sent - and checks that its tenant is the login's.
   - C(host_rules) - one GET per host of O(host_rules), compared with its expectation.
+  - C(error_rate) - O(error_rate_requests) GETs of /health on the api host spread over a few seconds,
+    whichever backend answers (canary steps mix them); fails above O(error_rate_max). Not in the default list.
   - Every check is reported with C(name), C(passed), C(skipped), C(detail), C(ms) and C(facts).
     The module fails, listing the failed checks, unless every check that ran passed.
   - Read-mostly - it writes one reservation (then cancels it) and one probe uplink per
@@ -142,12 +144,20 @@ options:
     description: Checks to run (always in the order listed here). Default all.
     type: list
     elements: str
-    choices: [health, login, devices, spaces, reservation, websocket, webhook, host_rules]
+    choices: [health, login, devices, spaces, reservation, websocket, webhook, host_rules, error_rate]
     default: [health, login, devices, spaces, reservation, websocket, webhook, host_rules]
   timeout:
     description: Seconds per HTTP request, and the longest wait for the websocket message and the database row.
     type: float
     default: 10
+  error_rate_requests:
+    description: Requests the C(error_rate) check sends to the api host (GET /health, 0.1 s apart).
+    type: int
+    default: 40
+  error_rate_max:
+    description: Highest share of failed requests (status >= 400 or no answer) the C(error_rate) check accepts.
+    type: float
+    default: 0.0
 attributes:
   check_mode:
     support: partial
@@ -296,8 +306,10 @@ def main():
         probe_fcnt_base=dict(type="int"),
         target=dict(type="dict", options=connection_spec("")),
         host_rules=dict(type="dict"),
-        checks=dict(type="list", elements="str", choices=list(smoke.CHECKS), default=list(smoke.CHECKS)),
+        checks=dict(type="list", elements="str", choices=list(smoke.CHECKS), default=list(smoke.DEFAULT_CHECKS)),
         timeout=dict(type="float", default=10.0),
+        error_rate_requests=dict(type="int", default=40),
+        error_rate_max=dict(type="float", default=0.0),
     ), supports_check_mode=True)
     p = module.params
     db_factory = None

@@ -49,5 +49,12 @@ def lab():
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked lab_teardown run last (they remove the lab)."""
-    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
+    """Order on the shared lab: tests of the pristine seed (tests/lab) first, everything else,
+    then tests that change the lab's own databases (marker lab_mutating), then lab_teardown."""
+    def rank(item):
+        if item.get_closest_marker("lab_teardown"):
+            return 3
+        if item.get_closest_marker("lab_mutating"):
+            return 2
+        return 0 if "/tests/lab/" in str(item.fspath) else 1
+    items.sort(key=rank)

@@ -71,7 +71,9 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
     s.count("sensor_devices", "last_seen_synced", s.execute("""
         UPDATE sensor_devices d SET last_seen_at = x.seen
         FROM (SELECT dev_eui, max(received_at) AT TIME ZONE 'UTC' AS seen FROM bs_readings GROUP BY 1) x
-        WHERE upper(d.dev_eui) = x.dev_eui AND x.seen > coalesce(d.last_seen_at, '-infinity')"""))
+        WHERE d.dev_eui = x.dev_eui AND x.seen > coalesce(d.last_seen_at, '-infinity')"""))
+    # exact match on purpose: updating a legacy lowercase row would fire V5's uppercase trigger
+    # and rewrite its EUI; V5 never matched uplinks to such a row anyway
 
     # space state changed in V6 since the cutover
     s.stage("bs_spaces", "v6_id text, current_state text, changed_at timestamptz",

@@ -42,8 +42,10 @@ from urllib.parse import quote
 
 from .errors import ConfigError, ParkingError
 
-CHECKS = ("health", "login", "devices", "spaces", "reservation", "websocket", "webhook", "host_rules")
-READ_CHECKS = ("health", "login", "devices", "spaces", "host_rules")   # the check-mode set
+CHECKS = ("health", "login", "devices", "spaces", "reservation", "websocket", "webhook", "host_rules",
+          "error_rate")
+READ_CHECKS = ("health", "login", "devices", "spaces", "host_rules", "error_rate")   # the check-mode set
+DEFAULT_CHECKS = CHECKS[:-1]  # error_rate runs only when asked (canary gates)
 WRITE_CHECKS = ("reservation", "websocket", "webhook")
 BACKENDS = {"v5": "5.", "v6": "6."}                                 # /health version prefixes
 DATABASES = {"v5": "parking_v5", "v6": "parking_v6"}
@@ -183,6 +185,8 @@ def normalise_options(params):
         "probe_dev_eui": (p.get("probe_dev_eui") or "").strip().upper() or None,
         "probe_fcnt_base": p.get("probe_fcnt_base"),
         "timeout": float(p.get("timeout") or 10.0),
+        "error_rate_requests": int(p.get("error_rate_requests") or 40),
+        "error_rate_max": float(p.get("error_rate_max") or 0.0),
     }
     if not 1 <= opts["connect_port"] <= 65535:
         raise ConfigError(f"connect_port must be 1-65535, got {opts['connect_port']}")
@@ -1164,6 +1168,26 @@ class SmokeRun:
         if failed:
             raise CheckFailed(f"{len(failed)} of {len(results)} hosts not as expected: " + "; ".join(failed), facts)
         return f"{len(results)} hosts as expected", facts
+
+    def check_error_rate(self):
+        """Client-side error rate of the api host through Traefik, whichever backend answers
+        (a canary step mixes them): GET /health spread over a few seconds; an error is a
+        connection failure or a status >= 400."""
+        n, errors, statuses = self.o["error_rate_requests"], [], {}
+        for i in range(n):
+            try:
+                resp = self.http.request(self.api, "GET", "/health")
+                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                if resp.status >= 400:
+                    errors.append(f"HTTP {resp.status}")
+            except CheckFailed as exc:
+                errors.append(str(exc)[:120])
+            time.sleep(0.1)
+        rate = len(errors) / n
+        facts = {"requests": n, "errors": len(errors), "rate": rate, "statuses": statuses, "examples": errors[:5]}
+        if rate > self.o["error_rate_max"]:
+            raise CheckFailed(f"error rate {rate:.1%} over {n} requests exceeds {self.o['error_rate_max']:.1%}", facts)
+        return f"{len(errors)} errors in {n} requests ({rate:.1%})", facts
 
     # ---- driver -----------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.lab_mutating
+
 import uplinks
 from labdb import ROOT, recap, run_playbook
 from labutil import sim, wait_for

@@ -236,3 +236,17 @@ def test_v6_on_its_own_host_every_check_passes(v6_user):
     assert rows("parking_v6", "SELECT count(*) FROM sensor_readings WHERE dev_eui = %s"
                               " AND strpos(raw_payload, %s) > 0", (PROBE, dedup)) == [(1,)]
     assert_no_secrets(res)
+
+
+def test_error_rate_passes_on_a_served_host_and_fails_on_a_broken_one():
+    """The canary gate's error-rate check: 0 errors through Traefik to a healthy api host;
+    a host Traefik cannot serve (contact-api is unhealthy by design) is all errors."""
+    ok_args = dict(base_args(served("api") or "v5", "nobody@invalid"),
+                   checks=["error_rate"], error_rate_requests=10)
+    rc, res = U.module("parking_smoke", ok_args)
+    assert rc == 0, res.get("msg")
+    assert by_name(res)["error_rate"]["facts"]["errors"] == 0
+    bad_args = dict(ok_args, api_host="contact")
+    rc, res = U.module("parking_smoke", bad_args)
+    assert rc != 0
+    assert "error rate 100.0%" in by_name(res)["error_rate"]["detail"]

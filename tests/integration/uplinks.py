@@ -1,8 +1,8 @@
 """Account for every uplink the ChirpStack simulator sent (its attempts file on the host).
 
-lost(since, until) -> attempts that were not 2xx, and sensor uplinks whose reading is in
-neither parking_v5 (device_eui, fcnt) nor parking_v6 (dev_eui, fcnt). Display and unknown
-devices write no reading by design; their attempts only have to be 2xx.
+account(since, until) -> attempts that were not 2xx, and sensor uplinks whose reading is in
+neither parking_v5 (device_eui, fcnt) nor parking_v6 (dev_eui, fcnt). Display, unknown and
+legacy-lowercase devices write no reading in V5 by design; their attempts only have to be 2xx.
 """
 import json
 import os
@@ -29,7 +29,9 @@ def account(since, until):
     not_2xx = [a for a in att if not (a["status"] and 200 <= a["status"] < 300)]
     v5, v6 = U.connect("parking_v5", autocommit=True), U.connect("parking_v6", autocommit=True)
     try:
-        sensors = {e for (e,) in query(v5, "SELECT upper(dev_eui) FROM sensor_devices")} & \
+        # sensors V5 can match: it looks uplinks up by the uppercased EUI, so a legacy lowercase
+        # registry row (gotcha 19) gets its uplinks recorded as orphans, by V5's design
+        sensors = {e for (e,) in query(v5, "SELECT dev_eui FROM sensor_devices WHERE dev_eui = upper(dev_eui)")} & \
                   {e for (e,) in query(v6, "SELECT dev_eui FROM sensor_devices")}
         sensors -= {e for (e,) in query(v5, "SELECT upper(dev_eui) FROM display_devices")}  # displays win in V5
         wanted = {(a["dev_eui"], a["fcnt"]) for a in att if a["dev_eui"] in sensors}
