@@ -19,29 +19,24 @@ BIND (0.0.0.0; 127.0.0.1 for local runs).
 import base64
 import binascii
 import datetime as dt
-import decimal
-import hashlib
-import hmac
 import json
 import logging
 import os
 import re
-import signal
 import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import svc  # noqa: E402  (lab/services/common, shared with the V6 stand-in)
+from common.svc import (  # noqa: E402,F401  (re-exported: tests use app.<name>)
+    HTTPError, JWTError, Request, b64url_decode, b64url_encode, json_default, jwt_decode,
+    jwt_encode, one_line, parse_event_time, verify_password)
 
 try:  # the pure helpers (JWT, payload decoding) are unit-tested without the drivers
-    import bcrypt
     import psycopg2
     import psycopg2.errors
-    import psycopg2.extras
-    import psycopg2.pool
 except ImportError:  # pragma: no cover - only in environments without the drivers
-    bcrypt = None
     psycopg2 = None
 
 VERSION = "5.8.0-lab"
@@ -51,9 +46,6 @@ PLATFORM_TENANT_ID = "00000000-0000-0000-0000-000000000000"
 KUANDO_PREFIX = "202020"          # V5 treats DevEUIs starting 202020 as Kuando displays
 BROWAN_PROFILE = "browan_tbms100_motion"
 TOKEN_TTL_SECONDS = 24 * 3600     # V5: JWT_ACCESS_TOKEN_EXPIRE_MINUTES = 60 * 24
-MAX_BODY_BYTES = 1024 * 1024
-POOL_MIN, POOL_MAX = 2, 20
-POOL_WAIT_SECONDS = 10
 EUI_RE = re.compile(r"^[0-9A-F]{16}$")
 INT4_MAX = 2**31 - 1
 
@@ -67,70 +59,8 @@ VALID_TRANSITIONS = {
 
 
 # --------------------------------------------------------------------------------------------
-# JWT (HS256) with hmac/base64 only
+# JWT (HS256): encode/decode/verify_password are in common/svc.py
 # --------------------------------------------------------------------------------------------
-
-def one_line(exc):
-    return " ".join(str(exc).split())
-
-
-class JWTError(Exception):
-    """The token is malformed, has a bad signature, or is expired."""
-
-
-def b64url_encode(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text):
-    if isinstance(text, str):
-        text = text.encode("ascii")
-    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
-
-
-def jwt_encode(claims, secret):
-    header = {"alg": "HS256", "typ": "JWT"}
-    signing_input = "%s.%s" % (
-        b64url_encode(json.dumps(header, separators=(",", ":")).encode()),
-        b64url_encode(json.dumps(claims, separators=(",", ":")).encode()),
-    )
-    signature = hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
-    return signing_input + "." + b64url_encode(signature)
-
-
-def jwt_decode(token, secret, now=None):
-    """Verify an HS256 token and return its claims; raise JWTError otherwise."""
-    try:
-        header_b64, claims_b64, signature_b64 = token.split(".")
-        header = json.loads(b64url_decode(header_b64))
-        signature = b64url_decode(signature_b64)
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise JWTError("malformed token") from exc
-    if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise JWTError("unsupported algorithm")
-    expected = hmac.new(secret.encode(), ("%s.%s" % (header_b64, claims_b64)).encode("ascii"),
-                        hashlib.sha256).digest()
-    if not hmac.compare_digest(signature, expected):
-        raise JWTError("bad signature")
-    try:
-        claims = json.loads(b64url_decode(claims_b64))
-    except (ValueError, binascii.Error) as exc:
-        raise JWTError("malformed claims") from exc
-    if not isinstance(claims, dict):
-        raise JWTError("malformed claims")
-    exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or exp <= (time.time() if now is None else now):
-        raise JWTError("token expired")
-    return claims
-
-
-def verify_password(password, password_hash):
-    """bcrypt check that treats an unusable stored hash as a mismatch (V5 does the same)."""
-    try:
-        return bcrypt.checkpw(password.encode(), (password_hash or "").encode())
-    except ValueError:
-        return False
-
 
 def make_access_token(user_id, tenant_id, role, secret, now=None):
     issued = int(time.time() if now is None else now)
@@ -167,30 +97,6 @@ def decode_sensor_payload(profile_name, payload):
     return result
 
 
-_FRACTION_RE = re.compile(r"\.(\d+)")
-
-
-def parse_event_time(value):
-    """Parse an RFC 3339 time (``Z`` or ``+00:00``, any number of fraction digits)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    text = _FRACTION_RE.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed
-
-
-def _number(value, kind):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return kind(value)
-
-
 def parse_uplink(body):
     """Extract the fields V5 reads from a ChirpStack v4 ``up`` event (raises BadRequest)."""
     try:
@@ -217,7 +123,7 @@ def parse_uplink(body):
     first_rx = rx_info[0] if isinstance(rx_info, list) and rx_info else {}
     if not isinstance(first_rx, dict):
         first_rx = {}
-    fcnt = _number(event.get("fCnt"), int)
+    fcnt = svc.number(event.get("fCnt"), int)
     if fcnt is not None and not 0 <= fcnt <= INT4_MAX:
         fcnt = None  # sensor_readings.fcnt is int4: keep the reading, lose the dedup key
     dedup_id = event.get("deduplicationId")
@@ -228,12 +134,12 @@ def parse_uplink(body):
         "device_name": device_info.get("deviceName"),
         "profile_name": device_info.get("deviceProfileName") or "",
         "fcnt": fcnt,
-        "fport": _number(event.get("fPort"), int),
+        "fport": svc.number(event.get("fPort"), int),
         "data_b64": data if isinstance(data, str) else "",
         "payload": payload,
         "time": parse_event_time(event.get("time")),
-        "rssi": _number(first_rx.get("rssi"), int),
-        "snr": _number(first_rx.get("snr"), float),
+        "rssi": svc.number(first_rx.get("rssi"), int),
+        "snr": svc.number(first_rx.get("snr"), float),
         "deduplication_id": dedup_id,
     }
 
@@ -246,86 +152,9 @@ def is_display_profile(profile_name, dev_eui):
 # Database access
 # --------------------------------------------------------------------------------------------
 
-class Database:
-    """A ThreadedConnectionPool that waits for a free connection instead of failing.
-
-    The pool is created lazily so the API starts (and reports ``degraded``) while
-    PostgreSQL is still down.
-    """
-
-    def __init__(self, dsn, minconn=POOL_MIN, maxconn=POOL_MAX):
-        self.dsn = dsn
-        self.minconn = minconn
-        self.maxconn = maxconn
-        self._pool = None
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(maxconn)
-
-    def _get_pool(self):
-        with self._lock:
-            if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    self.minconn, self.maxconn, self.dsn,
-                    connect_timeout=5, application_name="parking-api-lab")
-            return self._pool
-
-    def transaction(self):
-        return _Transaction(self)
-
-    def close(self):
-        with self._lock:
-            if self._pool is not None:
-                self._pool.closeall()
-                self._pool = None
-
-
-class _Transaction:
-    """``with db.transaction() as cur:`` -> one transaction, committed on success."""
-
-    def __init__(self, db):
-        self.db = db
-        self.conn = None
-
-    def __enter__(self):
-        if not self.db._slots.acquire(timeout=POOL_WAIT_SECONDS):
-            raise RuntimeError("no database connection free after %ss" % POOL_WAIT_SECONDS)
-        try:
-            self.conn = self._healthy_connection(self.db._get_pool())
-            return self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
-        except Exception:
-            self.conn = None
-            self.db._slots.release()
-            raise
-
-    def _healthy_connection(self, pool):
-        """Check a pooled connection with ``SELECT 1`` (it opens the transaction used next):
-        after a PostgreSQL restart every idle connection is dead and is replaced here."""
-        for _ in range(self.db.maxconn + 1):
-            conn = pool.getconn()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT 1")
-                return conn
-            except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                pool.putconn(conn, close=True)
-        raise RuntimeError("no working database connection")
-
-    def __exit__(self, exc_type, exc, tb):
-        broken = False
-        try:
-            if exc_type is None:
-                self.conn.commit()
-            else:
-                self.conn.rollback()
-        except psycopg2.Error:
-            broken = True
-        broken = broken or self.conn.closed or isinstance(
-            exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
-        try:
-            self.db._get_pool().putconn(self.conn, close=bool(broken))
-        finally:
-            self.db._slots.release()
-        return False
+class Database(svc.Database):
+    """The shared pool (common/svc.py); ``transaction()`` checks the connection with SELECT 1."""
+    application_name = "parking-api-lab"
 
 
 def set_tenant(cur, tenant_id):
@@ -422,26 +251,7 @@ def process_uplink(cur, up):
 # HTTP layer
 # --------------------------------------------------------------------------------------------
 
-class HTTPError(Exception):
-    def __init__(self, status, detail):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-def json_default(value):
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    raise TypeError("not JSON serialisable: %r" % type(value))
-
-
-class App:
+class App(svc.Router):
     """Routes and handlers; holds the configuration and the database."""
 
     def __init__(self, db, jwt_secret):
@@ -459,19 +269,6 @@ class App:
              self.cancel_reservation),
             ("POST", re.compile(r"^/api/v1/uplink/?$"), self.uplink),
         ]
-
-    def dispatch(self, request):
-        path_matched = False
-        for method, pattern, func in self.routes:
-            match = pattern.match(request.path)
-            if not match:
-                continue
-            path_matched = True
-            if method == request.method:
-                return func(request, *match.groups())
-        if path_matched:
-            raise HTTPError(405, "Method Not Allowed")
-        raise HTTPError(404, "Not Found")
 
     # ---- health -----------------------------------------------------------------------------
 
@@ -675,97 +472,30 @@ class App:
             up = parse_uplink(request.body)
         except BadRequest as exc:
             raise HTTPError(400, str(exc)) from exc
-        for attempt in (1, 2):
-            try:
-                with self.db.transaction() as cur:
-                    result = process_uplink(cur, up)
-                break
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                # A pooled connection left over from before a PostgreSQL restart fails on first
-                # use; the transaction was rolled back, so one retry on a fresh one is safe.
-                if attempt == 1:
-                    LOG.warning("uplink from %s: %s; retrying once", up["dev_eui"], one_line(exc))
-                    continue
-                LOG.exception("uplink from %s (fCnt %s) failed", up["dev_eui"], up["fcnt"])
-                raise HTTPError(500, "uplink processing failed") from exc
-            except Exception as exc:
-                LOG.exception("uplink from %s (fCnt %s) failed", up["dev_eui"], up["fcnt"])
-                raise HTTPError(500, "uplink processing failed") from exc
+
+        def work():
+            with self.db.transaction() as cur:
+                return process_uplink(cur, up)
+
+        result = svc.run_uplink(LOG, up, work)
         result["processing_time_ms"] = round((time.monotonic() - started) * 1000, 2)
         return 200, result
 
 
-class Request:
-    def __init__(self, method, path, query, headers, body):
-        self.method, self.path, self.query = method, path, query
-        self.headers, self.body = headers, body
-
-    def json_body(self):
-        try:
-            value = json.loads(self.body or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, "malformed JSON") from exc
-        if not isinstance(value, dict):
-            raise HTTPError(400, "JSON object expected")
-        return value
-
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(svc.JSONHandler):
     server_version = "parking-api-lab/" + VERSION
     timeout = 30  # seconds a client may take to send its request
+    log = LOG
     app = None  # set in main()
-
-    def _handle(self):
-        started = time.monotonic()
-        split = urlsplit(self.path)
-        status = 500
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                raise HTTPError(413, "request body too large")
-            body = self.rfile.read(length) if length > 0 else b""
-            request = Request(self.command, split.path, parse_qs(split.query), self.headers, body)
-            status, payload = self.app.dispatch(request)
-        except HTTPError as exc:
-            status, payload = exc.status, {"detail": exc.detail}
-        except Exception:
-            LOG.exception("%s %s failed", self.command, split.path)
-            status, payload = 500, {"detail": "Internal Server Error"}
-        data = json.dumps(payload, default=json_default).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 401:
-                self.send_header("WWW-Authenticate", "Bearer")
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        LOG.info("%s %s %d %.1fms", self.command, split.path, status,
-                 (time.monotonic() - started) * 1000)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-    def log_message(self, fmt, *args):  # the access line is written by _handle
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = False       # server_close() waits for in-flight requests
-    request_queue_size = 128
 
 
 def main():
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    secret = os.environ.get("JWT_SECRET_KEY", "")
-    if len(secret) < 32:
-        LOG.error("JWT_SECRET_KEY is missing or too short (minimum 32 characters)")
+    svc.configure_logging()
+    secret = svc.env_jwt_secret(LOG)
+    if secret is None:
         return 2
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        LOG.error("DATABASE_URL is not set")
+    dsn = svc.env_database_url(LOG)
+    if dsn is None:
         return 2
     db = Database(dsn)
     try:
@@ -776,15 +506,8 @@ def main():
         LOG.warning("database not reachable yet (%s); /health reports degraded", exc)
 
     Handler.app = App(db, secret)
-    port = int(os.environ.get("PORT", "8000"))
-    server = Server((os.environ.get("BIND", "0.0.0.0"), port), Handler)
-
-    def stop(signum, frame):
-        LOG.info("signal %d: shutting down", signum)
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    server, port = svc.make_server(Handler)
+    svc.stop_on_signals(server, LOG)
     LOG.info("V5 API stand-in %s listening on port %d", VERSION, port)
     server.serve_forever(poll_interval=0.2)
     server.server_close()  # waits for in-flight requests

@@ -35,7 +35,6 @@ import base64
 import binascii
 import collections
 import datetime as dt
-import decimal
 import hashlib
 import hmac
 import json
@@ -43,23 +42,23 @@ import logging
 import os
 import queue
 import re
-import signal
 import socket
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import svc  # noqa: E402  (lab/services/common, shared with the V5 stand-in)
+from common.svc import (  # noqa: E402,F401  (re-exported: tests use app.<name>)
+    HTTPError, JWTError, Request, b64url_decode, b64url_encode, json_default, jwt_decode,
+    jwt_encode, one_line, parse_event_time, verify_password)
+
 try:  # the pure helpers (JWT, frames, payload decoding) are unit-tested without the drivers
-    import bcrypt
     import psycopg2
     import psycopg2.errors
-    import psycopg2.extras
-    import psycopg2.pool
 except ImportError:  # pragma: no cover - only in environments without the drivers
-    bcrypt = None
     psycopg2 = None
 
 VERSION = "6.0.0-lab"
@@ -68,9 +67,6 @@ LOG = logging.getLogger("v6api")
 
 DEFAULT_PLATFORM_TENANT_ID = "00000000-0000-0000-0000-000000000000"
 DEFAULT_TOKEN_MINUTES = 60        # V6 root compose: ACCESS_TOKEN_EXPIRE_MINUTES=60
-MAX_BODY_BYTES = 1024 * 1024
-POOL_MIN, POOL_MAX = 2, 20
-POOL_WAIT_SECONDS = 10
 EUI_RE = re.compile(r"^[0-9A-F]{16}$")
 INT4_MAX = 2**31 - 1
 MAX_RESERVATION = dt.timedelta(hours=24)   # reservations CHECK valid_duration
@@ -87,10 +83,6 @@ WS_MAX_MESSAGE = 64 * 1024        # client messages are tiny JSON commands
 WS_IDLE_SECONDS = 30              # no frame for this long -> server ping
 WS_QUEUE_MAX = 1000               # outbound frames per client before it is dropped as too slow
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-def one_line(exc):
-    return " ".join(str(exc).split())
 
 
 def utc_now():
@@ -111,58 +103,8 @@ def is_uuid(value):
 
 
 # --------------------------------------------------------------------------------------------
-# JWT (HS256) with hmac/base64 only -- the same helpers as the V5 stand-in
+# JWT (HS256): encode/decode/verify_password are in common/svc.py (shared with V5)
 # --------------------------------------------------------------------------------------------
-
-class JWTError(Exception):
-    """The token is malformed, has a bad signature, or is expired."""
-
-
-def b64url_encode(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text):
-    if isinstance(text, str):
-        text = text.encode("ascii")
-    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
-
-
-def jwt_encode(claims, secret):
-    header = {"alg": "HS256", "typ": "JWT"}
-    signing_input = "%s.%s" % (
-        b64url_encode(json.dumps(header, separators=(",", ":")).encode()),
-        b64url_encode(json.dumps(claims, separators=(",", ":")).encode()),
-    )
-    signature = hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
-    return signing_input + "." + b64url_encode(signature)
-
-
-def jwt_decode(token, secret, now=None):
-    """Verify an HS256 token and return its claims; raise JWTError otherwise."""
-    try:
-        header_b64, claims_b64, signature_b64 = token.split(".")
-        header = json.loads(b64url_decode(header_b64))
-        signature = b64url_decode(signature_b64)
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise JWTError("malformed token") from exc
-    if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise JWTError("unsupported algorithm")
-    expected = hmac.new(secret.encode(), ("%s.%s" % (header_b64, claims_b64)).encode("ascii"),
-                        hashlib.sha256).digest()
-    if not hmac.compare_digest(signature, expected):
-        raise JWTError("bad signature")
-    try:
-        claims = json.loads(b64url_decode(claims_b64))
-    except (ValueError, binascii.Error) as exc:
-        raise JWTError("malformed claims") from exc
-    if not isinstance(claims, dict):
-        raise JWTError("malformed claims")
-    exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or exp <= (time.time() if now is None else now):
-        raise JWTError("token expired")
-    return claims
-
 
 def make_access_token(user_id, tenant_id, role, is_platform_admin, secret, ttl_seconds, now=None):
     issued = int(time.time() if now is None else now)
@@ -180,14 +122,6 @@ def token_identity(claims):
     if not user_id or not tenant_id or not is_uuid(user_id) or not is_uuid(tenant_id):
         raise JWTError("token lacks a valid sub/tenant_id")
     return str(user_id), str(tenant_id), claims.get("is_platform_admin") is True
-
-
-def verify_password(password, password_hash):
-    """bcrypt check that treats an unusable stored hash as a mismatch."""
-    try:
-        return bcrypt.checkpw(password.encode(), (password_hash or "").encode())
-    except ValueError:
-        return False
 
 
 def pick_membership(rows, wanted_tenant=None):
@@ -242,30 +176,6 @@ def decode_occupancy(payload):
     return bool(payload[0] & 0x01)
 
 
-_FRACTION_RE = re.compile(r"\.(\d+)")
-
-
-def parse_event_time(value):
-    """Parse an RFC 3339 time (``Z`` or ``+00:00``, any number of fraction digits)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    text = _FRACTION_RE.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed
-
-
-def _number(value, kind):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return kind(value)
-
-
 def parse_uplink(body):
     """Extract what V6 reads from a ChirpStack v4 ``up`` event (raises BadRequest).
 
@@ -292,7 +202,7 @@ def parse_uplink(body):
     first_rx = rx_info[0] if isinstance(rx_info, list) and rx_info else {}
     if not isinstance(first_rx, dict):
         first_rx = {}
-    fcnt = _number(event.get("fCnt"), int)
+    fcnt = svc.number(event.get("fCnt"), int)
     if fcnt is not None and not 0 <= fcnt <= INT4_MAX:
         fcnt = None
     dedup_id = event.get("deduplicationId")
@@ -302,8 +212,8 @@ def parse_uplink(body):
         "payload": payload,
         "occupied": decode_occupancy(payload),
         "time": parse_event_time(event.get("time")),
-        "rssi": _number(first_rx.get("rssi"), float),
-        "snr": _number(first_rx.get("snr"), float),
+        "rssi": svc.number(first_rx.get("rssi"), float),
+        "snr": svc.number(first_rx.get("snr"), float),
         "deduplication_id": dedup_id if isinstance(dedup_id, str) and dedup_id else None,
         "raw": text,
     }
@@ -621,88 +531,22 @@ class Registry:
 # Database access
 # --------------------------------------------------------------------------------------------
 
-class Database:
-    """A ThreadedConnectionPool that waits for a free connection instead of failing (created
-    lazily, so the API starts while PostgreSQL is still down)."""
+class Database(svc.Database):
+    """The shared pool (common/svc.py), lazily created so the API starts while PostgreSQL
+    is still down."""
 
-    def __init__(self, dsn, minconn=POOL_MIN, maxconn=POOL_MAX):
-        self.dsn = dsn
-        self.minconn = minconn
-        self.maxconn = maxconn
-        self._pool = None
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(maxconn)
-
-    def _get_pool(self):
-        with self._lock:
-            if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    self.minconn, self.maxconn, self.dsn,
-                    connect_timeout=5, application_name="parking-api-v6-lab")
-            return self._pool
+    application_name = "parking-api-v6-lab"
 
     def transaction(self, tenant_id=None, platform_admin=False):
         """``with db.transaction(tenant, admin) as cur:`` -> one transaction whose first
-        statement sets the RLS context with set_config(..., true), i.e. SET LOCAL."""
-        return _Transaction(self, tenant_id, platform_admin)
-
-    def close(self):
-        with self._lock:
-            if self._pool is not None:
-                self._pool.closeall()
-                self._pool = None
+        statement sets the RLS context with set_config(..., true), i.e. SET LOCAL; it doubles
+        as the liveness check of the pooled connection."""
+        context = (str(tenant_id) if tenant_id else "", "true" if platform_admin else "false")
+        return svc.Transaction(self, SET_CONTEXT, context)
 
 
 SET_CONTEXT = ("SELECT set_config('app.current_tenant_id', %s, true),"
                " set_config('app.is_platform_admin', %s, true)")
-
-
-class _Transaction:
-    def __init__(self, db, tenant_id, platform_admin):
-        self.db = db
-        self.context = (str(tenant_id) if tenant_id else "", "true" if platform_admin else "false")
-        self.conn = None
-
-    def __enter__(self):
-        if not self.db._slots.acquire(timeout=POOL_WAIT_SECONDS):
-            raise RuntimeError("no database connection free after %ss" % POOL_WAIT_SECONDS)
-        try:
-            self.conn = self._connection_with_context(self.db._get_pool())
-            return self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
-        except Exception:
-            self.conn = None
-            self.db._slots.release()
-            raise
-
-    def _connection_with_context(self, pool):
-        """Set the tenant context as the first statement; it doubles as the liveness check
-        (after a PostgreSQL restart every idle pooled connection is dead and is replaced)."""
-        for _ in range(self.db.maxconn + 1):
-            conn = pool.getconn()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(SET_CONTEXT, self.context)
-                return conn
-            except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                pool.putconn(conn, close=True)
-        raise RuntimeError("no working database connection")
-
-    def __exit__(self, exc_type, exc, tb):
-        broken = False
-        try:
-            if exc_type is None:
-                self.conn.commit()
-            else:
-                self.conn.rollback()
-        except psycopg2.Error:
-            broken = True
-        broken = broken or self.conn.closed or isinstance(
-            exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
-        try:
-            self.db._get_pool().putconn(self.conn, close=bool(broken))
-        finally:
-            self.db._slots.release()
-        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -805,25 +649,6 @@ def process_uplink(cur, up, now=None):
 # HTTP layer
 # --------------------------------------------------------------------------------------------
 
-class HTTPError(Exception):
-    def __init__(self, status, detail):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-def json_default(value):
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    raise TypeError("not JSON serialisable: %r" % type(value))
-
-
 class Caller:
     """The authenticated user behind a request."""
 
@@ -831,7 +656,7 @@ class Caller:
         self.user_id, self.tenant_id, self.platform_view = user_id, tenant_id, platform_view
 
 
-class App:
+class App(svc.Router):
     """Routes and handlers; holds the configuration, the database and the websocket registry."""
 
     def __init__(self, db, jwt_secret, webhook_secret=None, platform_tenant=DEFAULT_PLATFORM_TENANT_ID,
@@ -856,19 +681,6 @@ class App:
             ("POST", re.compile(r"^/api/v1/uplink/?$"), self.uplink),
             ("POST", re.compile(r"^/webhooks/chirpstack/uplink/?$"), self.uplink),
         ]
-
-    def dispatch(self, request):
-        path_matched = False
-        for method, pattern, func in self.routes:
-            match = pattern.match(request.path)
-            if not match:
-                continue
-            path_matched = True
-            if method == request.method:
-                return func(request, *match.groups())
-        if path_matched:
-            raise HTTPError(405, "Method Not Allowed")
-        raise HTTPError(404, "Not Found")
 
     # ---- health -----------------------------------------------------------------------------
 
@@ -1079,22 +891,12 @@ class App:
             up = parse_uplink(request.body)
         except BadRequest as exc:
             raise HTTPError(400, str(exc)) from exc
-        for attempt in (1, 2):
-            try:
-                with self.db.transaction(None, platform_admin=True) as cur:  # system context
-                    result, message = process_uplink(cur, up)
-                break
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                # A pooled connection from before a PostgreSQL restart fails on first use; the
-                # transaction was rolled back, so one retry on a fresh one is safe.
-                if attempt == 1:
-                    LOG.warning("uplink from %s: %s; retrying once", up["dev_eui"], one_line(exc))
-                    continue
-                LOG.exception("uplink from %s (fCnt %s) failed", up["dev_eui"], up["fcnt"])
-                raise HTTPError(500, "uplink processing failed") from exc
-            except Exception as exc:
-                LOG.exception("uplink from %s (fCnt %s) failed", up["dev_eui"], up["fcnt"])
-                raise HTTPError(500, "uplink processing failed") from exc
+
+        def work():
+            with self.db.transaction(None, platform_admin=True) as cur:  # system context
+                return process_uplink(cur, up)
+
+        result, message = svc.run_uplink(LOG, up, work)
         if message is not None:  # after the commit
             result["ws_delivered"] = self.registry.broadcast(message["tenant_id"], "spaces", message)
         result["processing_time_ms"] = round((time.monotonic() - started) * 1000, 2)
@@ -1129,65 +931,19 @@ class App:
             self.registry.remove(conn)
 
 
-class Request:
-    def __init__(self, method, path, query, headers, body):
-        self.method, self.path, self.query = method, path, query
-        self.headers, self.body = headers, body
-
-    def json_body(self):
-        try:
-            value = json.loads(self.body or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, "malformed JSON") from exc
-        if not isinstance(value, dict):
-            raise HTTPError(400, "JSON object expected")
-        return value
-
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(svc.JSONHandler):
     server_version = "parking-api-v6-lab/" + VERSION
     timeout = WS_IDLE_SECONDS  # request read timeout; websocket idle-ping interval
     disable_nagle_algorithm = True  # small websocket frames must not wait for delayed ACKs
+    log = LOG
     app = None  # set in main()
-
-    def _access(self, path, status, started):
-        LOG.info("%s %s %d %.1fms", self.command, path, status, (time.monotonic() - started) * 1000)
 
     def _handle(self):
         started = time.monotonic()
         split = urlsplit(self.path)
         if self.command == "GET" and split.path == "/ws":
             return self._websocket(split, started)
-        status = 500
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                raise HTTPError(413, "request body too large")
-            body = self.rfile.read(length) if length > 0 else b""
-            request = Request(self.command, split.path, parse_qs(split.query), self.headers, body)
-            status, payload = self.app.dispatch(request)
-        except HTTPError as exc:
-            status, payload = exc.status, {"detail": exc.detail}
-        except Exception:
-            LOG.exception("%s %s failed", self.command, split.path)
-            status, payload = 500, {"detail": "Internal Server Error"}
-        self._send_json(status, payload)
-        self._access(split.path, status, started)
-
-    def _send_json(self, status, payload, headers=()):
-        data = json.dumps(payload, default=json_default).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 401:
-                self.send_header("WWW-Authenticate", "Bearer")
-            for name, value in headers:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        return self._serve_json(split, started)
 
     def _websocket(self, split, started):
         """RFC 6455 upgrade; the thread then serves the socket until it closes."""
@@ -1247,31 +1003,19 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.connection.settimeout(timeout)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-    def log_message(self, fmt, *args):  # the access line is written by _access
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = False       # server_close() waits for in-flight requests
-    request_queue_size = 128
 
 
 def main():
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    secret = os.environ.get("JWT_SECRET_KEY", "")
-    if len(secret) < 32:
-        LOG.error("JWT_SECRET_KEY is missing or too short (minimum 32 characters)")
+    svc.configure_logging()
+    secret = svc.env_jwt_secret(LOG)
+    if secret is None:
         return 2
     algorithm = os.environ.get("JWT_ALGORITHM", "HS256") or "HS256"
     if algorithm.upper() != "HS256":
         LOG.error("JWT_ALGORITHM %s is not supported (HS256 only)", algorithm)
         return 2
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        LOG.error("DATABASE_URL is not set")
+    dsn = svc.env_database_url(LOG)
+    if dsn is None:
         return 2
     platform_tenant = os.environ.get("PLATFORM_TENANT_ID") or DEFAULT_PLATFORM_TENANT_ID
     if not is_uuid(platform_tenant):
@@ -1299,18 +1043,14 @@ def main():
 
     app = App(db, secret, webhook_secret, platform_tenant, token_minutes * 60)
     Handler.app = app
-    port = int(os.environ.get("PORT", "8000"))
-    server = Server((os.environ.get("BIND", "0.0.0.0"), port), Handler)
+    server, port = svc.make_server(Handler)
 
-    def stop(signum, frame):
-        LOG.info("signal %d: shutting down", signum)
+    def close_websockets():
         closed = app.registry.close_all()
         if closed:
             LOG.info("closing %d websocket(s)", closed)
-        threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    svc.stop_on_signals(server, LOG, close_websockets)
     LOG.info("V6 API stand-in %s listening on port %d (webhook signature %s)", VERSION, port,
              "required" if webhook_secret else "not checked")
     server.serve_forever(poll_interval=0.2)

@@ -1,0 +1,1 @@
+"""Code shared by the lab's stand-in services (see svc.py)."""
