@@ -15,7 +15,6 @@ Not a test: numbers depend on the machine; the ratio is what to compare.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time

@@ -12,7 +12,6 @@ snapshot of the source. Per entity, in dependency order:
 Nothing is updated in place except the space <-> device links of rows V6 already had, and
 those keep a before-image so rollback (state=absent) restores them exactly.
 """
-import json
 import time
 
 from . import ledger, mapping, rls, schema, sqlfrag as F, staging

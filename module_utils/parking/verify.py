@@ -17,7 +17,7 @@ import json
 import os
 import time
 
-from . import checksum, ledger, migrate, rls
+from . import ledger, migrate, rls
 from .checksum import ROW_HASH
 from .errors import ParkingError
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE

@@ -3,7 +3,6 @@ SIGKILL safety, bad input, and one test per gotcha of reference/v5-to-v6-mapping
 
 Runs on scratch copies seeded by lab/seed.py (suffix _p1), never on the lab's databases.
 """
-import json
 import os
 import random
 import signal

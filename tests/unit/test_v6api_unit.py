@@ -2,7 +2,6 @@
 
 The service is a single file meant to be copied into a container, so it is loaded by path.
 """
-import base64
 import datetime as dt
 import hashlib
 import hmac
