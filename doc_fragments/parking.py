@@ -60,6 +60,16 @@ options:
     default: {}
 """ + _SUBOPTIONS
 
+    SERVER = r"""
+options:
+  server:
+    description:
+      - Connection to the PostgreSQL server holding the V5 databases, as a role that can read
+        every table (owner or superuser); O(server.db) is replaced by each database in turn.
+    type: dict
+    default: {}
+""" + _SUBOPTIONS
+
     CHIRPSTACK = r"""
 options:
   chirpstack:

@@ -14,7 +14,7 @@ import psycopg2
 from labdb import ROOT, lab_pg_params
 
 ADMIN_USER = os.environ.get("PARKING_LAB_PG_ADMIN_USER", "parking")
-ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "parking-lab")
+ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "lab-superuser-secret")
 PLATFORM = "00000000-0000-0000-0000-000000000000"
 ANCHOR = "2026-11-26"
 sys.path.insert(0, os.path.join(ROOT, "module_utils"))

@@ -25,7 +25,7 @@ SUFFIX = "_gwtest"
 DATABASES = ("chirpstack", "parking_v5", "parking_v6", "parking_platform")
 CS_DB, V6_DB = "chirpstack" + SUFFIX, "parking_v6" + SUFFIX
 ADMIN_USER = os.environ.get("PARKING_LAB_PG_ADMIN_USER", "parking")
-ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "parking-lab")
+ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "lab-superuser-secret")
 PLATFORM = "00000000-0000-0000-0000-000000000000"
 
 # Gateways of the lab seed (lab/seed/chirpstack.py), as V6 will hold them.

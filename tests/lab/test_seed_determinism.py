@@ -3,7 +3,7 @@
 Seeds scratch copies of the four databases (names suffixed _det_a / _det_b / _det_c, so the lab's
 own databases are untouched) at scale 1 and compares per-table content checksums. Needs the
 superuser: PARKING_LAB_PG_ADMIN_USER (default parking), PARKING_LAB_PG_ADMIN_PASSWORD (default
-parking-lab). parking_app's password is not passed, so it is left as it is.
+lab-superuser-secret). parking_app's password is not passed, so it is left as it is.
 """
 import json
 import os
@@ -22,7 +22,7 @@ DATABASES = ("chirpstack", "parking_v5", "parking_v6", "parking_platform")
 SUFFIXES = ("_det_a", "_det_b", "_det_c")
 ANCHOR = "2026-11-26"
 ADMIN_USER = os.environ.get("PARKING_LAB_PG_ADMIN_USER", "parking")
-ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "parking-lab")
+ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "lab-superuser-secret")
 
 TABLES_QUERY = """
 SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables

@@ -1,0 +1,272 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# parking-migrate: phase 4 backups and the decommission's state, kept in the V6 ledger.
+
+DOCUMENTATION = r"""
+module: parking_decommission
+short_description: Verify V5's backups and keep the decommission's state in the V6 ledger (phase 4)
+version_added: "1.0.0"
+description:
+  - A database's fingerprint is, per table, its row count and a content checksum (md5 over the
+    sorted md5 of every row), plus every sequence's position; the server computes it, one line
+    per table reaches the module.
+  - O(state=info) reads the ledger, which databases exist and whether phase 3 switched routing.
+  - O(state=backup_verified) compares a copy restored from a dump file with the live database
+    and records the file (path, sha256, size, fingerprint, retention date) when they are equal;
+    it fails listing every table that differs otherwise.
+  - O(state=unchanged_since_backup) fails when a live database no longer equals its newest
+    verified backup (checked right before the databases are dropped).
+  - O(state=done) records that V5 was decommissioned; O(state=restored) checks each restored
+    database against the backup the decommission used and records the rollback.
+options:
+  state:
+    description: What to check or record, see the description.
+    type: str
+    choices: [info, backup_verified, unchanged_since_backup, done, restored]
+    default: info
+  databases:
+    description: The databases phase 4 backs up and drops.
+    type: list
+    elements: str
+    default: [parking_v5, parking_platform]
+  backup:
+    description: For O(state=backup_verified), the dump file and where it was restored.
+    type: dict
+    suboptions:
+      db:
+        description: The live database that was dumped.
+        type: str
+        required: true
+      path:
+        description: Path of the dump file on the host running the module.
+        type: path
+        required: true
+      restored_db:
+        description: Scratch database the dump file was restored into.
+        type: str
+        required: true
+  retention_days:
+    description: Days a verified backup must be kept; recorded as its retention date.
+    type: int
+    default: 90
+  containers:
+    description: For O(state=done), the containers that were removed.
+    type: list
+    elements: str
+    default: []
+  containers_file:
+    description: For O(state=done), where their definitions were saved (rollback-4 recreates them).
+    type: path
+extends_documentation_fragment:
+  - parking.target
+  - parking.server
+attributes:
+  check_mode:
+    support: full
+    description: Every check runs; nothing is recorded in the ledger.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+seealso:
+  - module: community.postgresql.postgresql_db
+notes:
+  - The ledger lives in V6 (schema C(parking_migrate)), the database that stays.
+author:
+  - parking-migrate
+"""
+
+EXAMPLES = r"""
+- name: Verify the restored copy of parking_v5 and record the backup
+  parking_decommission:
+    state: backup_verified
+    target: "{{ v6_connection }}"
+    server: "{{ admin_connection }}"
+    backup:
+      db: parking_v5
+      path: /var/backups/parking-migrate/20261126T140000Z/parking_v5.pgc
+      restored_db: parking_v5_restore_check
+    retention_days: 90
+
+- name: Fail if V5 changed since its backup
+  parking_decommission:
+    state: unchanged_since_backup
+    target: "{{ v6_connection }}"
+    server: "{{ admin_connection }}"
+"""
+
+RETURN = r"""
+status:
+  description: Latest decommission state in the ledger (C(none), C(done), C(rolled_back)).
+  returned: always
+  type: str
+  sample: done
+record:
+  description: The latest decommission record.
+  returned: always
+  type: dict
+  sample: {"id": 1, "status": "done", "databases": ["parking_v5", "parking_platform"], "backup_ids": [3, 4],
+           "containers": ["parking-api"], "containers_file": "/var/backups/parking-migrate/x/containers.json",
+           "at": "2026-11-26T14:02:11+00:00"}
+databases:
+  description: Whether each database exists.
+  returned: always
+  type: dict
+  sample: {"parking_v5": true, "parking_platform": false}
+cutover_switched:
+  description: True when phase 3 switched routing to V6 (and no rollback-3 undid it).
+  returned: always
+  type: bool
+  sample: true
+backups:
+  description: Newest verified backup per database (without per-table checksums).
+  returned: always
+  type: dict
+  sample: {"parking_v5": {"id": 3, "path": "/var/backups/parking-migrate/x/parking_v5.pgc", "sha256": "9f2c...",
+           "size_bytes": 48211, "tables": 14, "rows": 1523, "fingerprint": "5d41...",
+           "verified_at": "2026-11-26T14:01:58+00:00", "retention_until": "2027-02-24"}}
+used_backups:
+  description: The backups the latest decommission used (what rollback-4 restores), per database.
+  returned: always
+  type: dict
+  sample: {"parking_v5": {"id": 3, "path": "/var/backups/parking-migrate/x/parking_v5.pgc", "sha256": "9f2c..."}}
+verified:
+  description: For O(state=backup_verified), the restored copy's totals (equal to the live database's).
+  returned: when state is backup_verified
+  type: dict
+  sample: {"db": "parking_v5", "tables": 14, "rows": 1523, "fingerprint": "5d41...", "sha256": "9f2c...",
+           "size_bytes": 48211}
+"""
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.parking import backup
+from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connect, connection_option
+from ansible.module_utils.parking.errors import ParkingError
+
+
+def fingerprint_of(server, db):
+    conn = connect(dict(server, db=db), f"database {db}")
+    try:
+        conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
+        with conn.cursor() as cur:
+            return backup.fingerprint(cur)
+    finally:
+        conn.close()
+
+
+def public(backups):
+    return {db: {k: v for k, v in rec.items() if k != "table_checksums"} for db, rec in backups.items()}
+
+
+def run(p, check_mode):
+    """Returns (changed, result); writes to the ledger in one transaction, rolled back in check mode."""
+    ledger = connect(p["target"], "target")
+    try:
+        with ledger.cursor() as cur:
+            result = {"verified": None}
+            changed = False
+            state = p["state"]
+            if state == "backup_verified":
+                b = p["backup"]
+                live = fingerprint_of(p["server"], b["db"])
+                restored = fingerprint_of(p["server"], b["restored_db"])
+                backup.require_equal(live, restored, f"the copy of {b['db']} restored from {b['path']}",
+                                     "live", "restored",
+                                     "The backup is not faithful (or the database was written during the dump): "
+                                     "nothing was recorded or removed; stop the writers and run phase 4 again.")
+                sha = backup.sha256_file(b["path"])
+                size = os.path.getsize(b["path"])
+                changed = backup.record_backup(cur, b["db"], b["path"], sha, size, live, p["retention_days"])
+                result["verified"] = dict(backup.summary(live), db=b["db"], sha256=sha, size_bytes=size)
+            elif state == "unchanged_since_backup":
+                recorded = backup.latest_backups(cur, p["databases"])
+                present = backup.existing_databases(cur, p["databases"])
+                for db in p["databases"]:
+                    if not present[db]:
+                        continue
+                    if db not in recorded:
+                        raise backup.BackupMismatch(f"{db} has no verified backup in the ledger: run phase 4 "
+                                                    "from the start (it backs up before it removes anything)", [])
+                    backup.require_equal(recorded[db]["table_checksums"], fingerprint_of(p["server"], db),
+                                         f"{db} changed since its backup {recorded[db]['path']}", "backup", "live",
+                                         "Something still writes to it: nothing was dropped. Find the writer "
+                                         "(pg_stat_activity), stop it and run phase 4 again for a new backup.")
+            elif state == "done":
+                recorded = backup.latest_backups(cur, p["databases"])
+                missing = [db for db in p["databases"] if db not in recorded]
+                if missing:
+                    raise backup.BackupMismatch(f"no verified backup of {', '.join(missing)} in the ledger: "
+                                                "refusing to record the decommission", [])
+                changed = backup.set_state(cur, "done", p["databases"], [recorded[db]["id"] for db in p["databases"]],
+                                           p["containers"], p["containers_file"])
+            elif state == "restored":
+                current = backup.latest_state(cur)
+                if not current:
+                    raise ParkingError("no decommission recorded in the V6 ledger: there is nothing to restore")
+                used = backup.backups_by_id(cur, current["backup_ids"])
+                for db in current["databases"]:
+                    backup.require_equal(used[db]["table_checksums"], fingerprint_of(p["server"], db),
+                                         f"{db} as restored from {used[db]['path']}", "backup", "restored",
+                                         "The restore is incomplete: V5 was not started; restore the file again.")
+                changed = backup.set_state(cur, "rolled_back", current["databases"], current["backup_ids"],
+                                           current["containers"], current["containers_file"])
+            record = backup.latest_state(cur)
+            result.update(
+                status=record["status"] if record else "none",
+                record=record or {},
+                databases=backup.existing_databases(cur, p["databases"]),
+                cutover_switched=backup.cutover_switched(cur),
+                backups=public(backup.latest_backups(cur, p["databases"])),
+                used_backups=public(backup.backups_by_id(cur, record["backup_ids"])) if record else {},
+            )
+        if check_mode:
+            ledger.rollback()
+        else:
+            ledger.commit()
+        return changed, result
+    except Exception:
+        ledger.rollback()
+        raise
+    finally:
+        ledger.close()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="info",
+                       choices=["info", "backup_verified", "unchanged_since_backup", "done", "restored"]),
+            databases=dict(type="list", elements="str", default=["parking_v5", "parking_platform"]),
+            backup=dict(type="dict", options=dict(
+                db=dict(type="str", required=True),
+                path=dict(type="path", required=True),
+                restored_db=dict(type="str", required=True),
+            )),
+            retention_days=dict(type="int", default=90),
+            containers=dict(type="list", elements="str", default=[]),
+            containers_file=dict(type="path"),
+            target=connection_option("parking_v6"),
+            server=connection_option("postgres"),
+        ),
+        required_if=[("state", "backup_verified", ["backup"])],
+        supports_check_mode=True,
+    )
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"))
+    try:
+        changed, result = run(module.params, module.check_mode)
+    except backup.BackupMismatch as exc:
+        module.fail_json(msg=str(exc), differences=exc.differences)
+    except ParkingError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:
+        module.fail_json(msg=f"phase 4 ledger step failed, nothing was recorded: {exc}",
+                         exception=traceback.format_exc())
+    module.exit_json(changed=changed, **result)
+
+
+if __name__ == "__main__":
+    main()
