@@ -45,6 +45,14 @@ options:
         description: Scratch database the dump file was restored into.
         type: str
         required: true
+      compare_with:
+        description:
+          - C(live), the live database (phase 4, before anything is removed; the backup is recorded).
+          - C(recorded), the fingerprint recorded for this file (a restore test later, after the
+            live database is gone; the file's sha256 must be the recorded one; nothing is recorded).
+        type: str
+        choices: [live, recorded]
+        default: live
   retention_days:
     description: Days a verified backup must be kept; recorded as its retention date.
     type: int
@@ -169,7 +177,19 @@ def run(p, check_mode):
             result = {"verified": None}
             changed = False
             state = p["state"]
-            if state == "backup_verified":
+            if state == "backup_verified" and p["backup"]["compare_with"] == "recorded":
+                b = p["backup"]
+                sha = backup.sha256_file(b["path"])
+                rec = backup.recorded_backup(cur, sha)
+                if not rec or rec["db"] != b["db"]:
+                    raise backup.BackupMismatch(f"{b['path']} (sha256 {sha}) is not a verified backup of {b['db']} "
+                                                "recorded in the V6 ledger", [])
+                restored = fingerprint_of(p["server"], b["restored_db"])
+                backup.require_equal(rec["table_checksums"], restored, f"the copy of {b['db']} restored from {b['path']}",
+                                     "recorded", "restored", "The backup file does not restore to what was verified.")
+                result["verified"] = dict(backup.summary(restored), db=b["db"], sha256=sha,
+                                          size_bytes=os.path.getsize(b["path"]))
+            elif state == "backup_verified":
                 b = p["backup"]
                 live = fingerprint_of(p["server"], b["db"])
                 restored = fingerprint_of(p["server"], b["restored_db"])
@@ -244,6 +264,7 @@ def main():
                 db=dict(type="str", required=True),
                 path=dict(type="path", required=True),
                 restored_db=dict(type="str", required=True),
+                compare_with=dict(type="str", default="live", choices=["live", "recorded"]),
             )),
             retention_days=dict(type="int", default=90),
             containers=dict(type="list", elements="str", default=[]),

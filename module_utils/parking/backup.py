@@ -172,6 +172,15 @@ def latest_backups(cur, databases):
     return out
 
 
+def recorded_backup(cur, sha256):
+    """The verified backup recorded for this file content, or None."""
+    if not ledger_exists(cur):
+        return None
+    cur.execute(f"SELECT {_BACKUP_COLUMNS}, table_checksums FROM {SCHEMA}.backups WHERE sha256 = %s", (sha256,))
+    row = cur.fetchone()
+    return _backup_row(row, cur) if row else None
+
+
 def backups_by_id(cur, ids):
     """Recorded backups by id (the ones a decommission used), keyed by database."""
     if not ids or not ledger_exists(cur):

@@ -3,13 +3,23 @@
 account(since, until) -> attempts that were not 2xx, and sensor uplinks whose reading is in
 neither parking_v5 (device_eui, fcnt) nor parking_v6 (dev_eui, fcnt). Display, unknown and
 legacy-lowercase devices write no reading in V5 by design; their attempts only have to be 2xx.
+
+Also a command (molecule's verify runs it after phase 4 dropped parking_v5, against a copy
+restored from the backup): python3 tests/integration/uplinks.py [--v5-db NAME] [--since EPOCH]
+prints the account as JSON and exits 1 when an uplink was lost or not answered 2xx.
 """
+import argparse
 import json
 import os
+import sys
+import time
 
-import p1util as U
-from labdb import query
-from labutil import STATE_DIR
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import p1util as U  # noqa: E402
+from labdb import query  # noqa: E402
+from labutil import STATE_DIR  # noqa: E402
 
 ATTEMPTS = os.path.join(STATE_DIR, "simulator", "attempts.jsonl")
 
@@ -24,10 +34,10 @@ def attempts(since, until):
     return out
 
 
-def account(since, until):
+def account(since, until, v5_db="parking_v5"):
     att = attempts(since, until)
     not_2xx = [a for a in att if not (a["status"] and 200 <= a["status"] < 300)]
-    v5, v6 = U.connect("parking_v5", autocommit=True), U.connect("parking_v6", autocommit=True)
+    v5, v6 = U.connect(v5_db, autocommit=True), U.connect("parking_v6", autocommit=True)
     try:
         # sensors V5 can match: it looks uplinks up by the uppercased EUI, so a legacy lowercase
         # registry row (gotcha 19) gets its uplinks recorded as orphans, by V5's design
@@ -46,3 +56,18 @@ def account(since, until):
     return {"attempts": len(att), "not_2xx": len(not_2xx), "sensor_uplinks": len(wanted),
             "in_v5": len(wanted & in_v5), "in_v6": len(wanted & in_v6), "lost": len(missing),
             "examples": (not_2xx[:3], missing[:5])}
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Account for every uplink the lab simulator sent.")
+    ap.add_argument("--v5-db", default="parking_v5", help="V5 database (or a copy restored from its backup)")
+    ap.add_argument("--since", type=float, default=0.0, help="epoch seconds (default: every attempt)")
+    args = ap.parse_args()
+    result = account(args.since, time.time(), args.v5_db)
+    result["examples"] = [list(x) for x in result["examples"]]
+    print(json.dumps(result, default=str))
+    return 0 if result["lost"] == 0 and result["not_2xx"] == 0 and result["attempts"] > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
