@@ -31,7 +31,7 @@ options:
       - Default, the cutover's start recorded in the V6 ledger (C(parking_migrate.cutover_state)).
     type: str
   probe_dev_eui:
-    description: EUI of the cutover's synthetic probe device; its uplinks are not copied.
+    description: EUI of the cutover's probe device; orphan records of it are not copied (its readings are).
     type: str
 attributes:
   check_mode:

@@ -54,12 +54,13 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
     s.stage("bs_map", "entity text, v5_id text, v6_id text",
             f"SELECT entity, v5_id, v6_id FROM {L}.id_map WHERE entity IN ('tenants', 'users', 'spaces', 'sites')")
 
-    # uplinks: V6-native readings (not migrated V5 rows) since the cutover
+    # uplinks: V6-native readings (not migrated V5 rows) since the cutover, the probe device's too:
+    # it is a real sensor, its real uplinks must reach V5 (a smoke probe reading is one more row)
     s.stage("bs_readings", "dev_eui text, fcnt integer, occupied boolean, rssi double precision, "
             "snr double precision, received_at timestamp",
             "SELECT dev_eui, fcnt, occupied, rssi, snr, received_at FROM sensor_readings "
-            "WHERE raw_payload NOT LIKE %(like)s AND received_at >= (%(since)s::timestamptz AT TIME ZONE 'UTC') "
-            "AND dev_eui <> %(probe)s", dict(params, like=READING_MARKER_LIKE))
+            "WHERE raw_payload NOT LIKE %(like)s AND received_at >= (%(since)s::timestamptz AT TIME ZONE 'UTC')",
+            dict(params, like=READING_MARKER_LIKE))
     s.count("sensor_readings", "inserted", s.execute("""
         INSERT INTO sensor_readings (device_eui, space_id, occupancy_state, rssi, snr, "timestamp", fcnt)
         SELECT r.dev_eui,

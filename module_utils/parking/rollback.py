@@ -8,6 +8,22 @@ import time
 from . import ledger
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE
 
+# Rows V6 creates while it serves (cutover) that can hang on what phase 1 inserted. rollback-3
+# has copied them back to V5, so rollback-1 removes them with their parents; other rows that
+# point at an inserted row are unlinked (nullable reference) or stop the rollback.
+EVENT_TABLES = ("sensor_readings", "state_changes", "reservations", "device_assignments", "orphan_devices",
+                "gateways", "audit_log", "refresh_tokens", "api_keys", "notifications")
+
+_FKS_SQL = """
+SELECT c.conrelid::regclass::text, a.attname, af.attname, c.confdeltype, a.attnotnull
+FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+JOIN pg_attribute af ON af.attrelid = c.confrelid AND af.attnum = c.confkey[1]
+WHERE c.contype = 'f' AND c.confrelid = %s::regclass AND array_length(c.conkey, 1) = 1
+  AND c.confdeltype IN ('a', 'r') AND c.conrelid <> c.confrelid
+ORDER BY 1, 2
+"""
+
 DELETE_ORDER = ("device_assignments", "reservations", "orphan_devices", "spaces", "sensor_devices",
                 "display_devices", "sites", "user_memberships", "users", "tenants")
 
@@ -26,13 +42,34 @@ def rollback(tgt_conn, run_id, phase="phase1"):
         return {"changed": False, "counts": {}, "executed_queries": [], "run_id": run_id,
                 "message": "no parking-migrate ledger in the target: nothing to roll back"}
     ledger.lock(cur)
+    refuse_while_v6_serves(cur)
     ledger.start(cur, run_id, phase, "rollback", "absent", False)
+    released = {"dependents_removed": 0, "dependents_unlinked": 0}
+
+    def release(table, ids_sql, depth=0):
+        """Remove or unlink rows V6 created since phase 1 that reference rows about to be deleted."""
+        cur.execute(_FKS_SQL, (table,))
+        for ref_table, ref_col, col, _deltype, notnull in cur.fetchall():
+            if ref_table in EVENT_TABLES and depth < 3:
+                sub = f"SELECT id FROM {ref_table} WHERE {ref_col} IN (SELECT {col} FROM {table} WHERE id IN ({ids_sql}))"
+                release(ref_table, sub, depth + 1)
+                released["dependents_removed"] += ex(
+                    f"DELETE FROM {ref_table} WHERE {ref_col} IN (SELECT {col} FROM {table} WHERE id IN ({ids_sql}))")
+            elif not notnull:
+                released["dependents_unlinked"] += ex(
+                    f"UPDATE {ref_table} SET {ref_col} = NULL WHERE {ref_col} IN "
+                    f"(SELECT {col} FROM {table} WHERE id IN ({ids_sql}))")
+
+    def inserted(table):
+        return f"SELECT v6_id::uuid FROM {L}.id_map WHERE entity = '{table}' AND action = 'inserted'"
+
     counts["sensor_readings"] = ex("DELETE FROM sensor_readings WHERE raw_payload LIKE %s", (READING_MARKER_LIKE,))
     counts["state_changes"] = ex(f"""DELETE FROM state_changes WHERE id IN (SELECT v6_id::bigint FROM {L}.id_map
                                      WHERE entity = 'state_changes' AND action = 'inserted')""")
     counts["state_changes"] += ex(f"""DELETE FROM state_changes c USING {L}.history_ranges r
                                       WHERE r.tbl = 'state_changes' AND c.id > r.lo AND c.id <= r.hi""")
     for table in DELETE_ORDER[:3]:
+        release(table, inserted(table))
         counts[table] = ex(f"""DELETE FROM {table} WHERE id IN (SELECT v6_id::uuid FROM {L}.id_map
                                WHERE entity = %s AND action = 'inserted')""", (table,))
     # restore the rows V6 had, as they were (triggers off so updated_at is restored too)
@@ -55,8 +92,10 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     ex(f"""UPDATE spaces SET sensor_device_id = NULL, display_device_id = NULL WHERE id IN
            (SELECT v6_id::uuid FROM {L}.id_map WHERE entity = 'spaces' AND action = 'inserted')""")
     for table in DELETE_ORDER[3:]:
+        release(table, inserted(table))
         counts[table] = ex(f"""DELETE FROM {table} WHERE id IN (SELECT v6_id::uuid FROM {L}.id_map
                                WHERE entity = %s AND action = 'inserted')""", (table,))
+    counts.update(released)
     cur.execute(f"SELECT undo_sql FROM {L}.objects ORDER BY seq DESC")
     undo = [row[0] for row in cur.fetchall()]
     for sql in undo:
@@ -70,6 +109,28 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     ledger.finish(cur, run_id, "succeeded", counts, {})
     return {"changed": changed, "counts": counts, "executed_queries": queries, "run_id": run_id,
             "seconds": round(time.time() - t0, 3)}
+
+
+def refuse_while_v6_serves(cur):
+    """rollback-1 removes data V6 serves: only once traffic is back on V5 and V5 exists."""
+    from .errors import ParkingError
+    cur.execute("SELECT to_regclass('parking_migrate.cutover_state') IS NOT NULL, "
+                "to_regclass('parking_migrate.decommission') IS NOT NULL")
+    has_cutover, has_decommission = cur.fetchone()
+    if has_decommission:
+        cur.execute("SELECT status FROM parking_migrate.decommission ORDER BY id DESC LIMIT 1")
+        row = cur.fetchone()
+        if row and row[0] == "done":
+            raise ParkingError("V5 is decommissioned (phase 4): rollback-1 would leave no copy of the data. "
+                               "Run rollback-4, then rollback-3, first. Nothing was changed.")
+    if has_cutover:
+        cur.execute("SELECT array_agg(key ORDER BY key) FROM parking_migrate.cutover_state "
+                    "WHERE key IN ('started', 'switched')")
+        keys = cur.fetchone()[0]
+        if keys:
+            raise ParkingError(f"a cutover to V6 is recorded ({', '.join(keys)}): V6 may be serving traffic. "
+                               "Run rollback-3 first (it hands traffic back to V5 and copies back what V6 "
+                               "received). Nothing was changed.")
 
 
 def cols(cur, table, prefix=""):
