@@ -70,6 +70,14 @@ options:
     default: {}
 """ + _SUBOPTIONS
 
+    PLATFORM = r"""
+options:
+  platform:
+    description: Connection to the legacy V4 database C(parking_platform) (default O(platform.db)), read only.
+    type: dict
+    default: {}
+""" + _SUBOPTIONS
+
     CHIRPSTACK = r"""
 options:
   chirpstack:

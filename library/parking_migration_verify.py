@@ -130,14 +130,15 @@ def main():
         conns.append(tgt)
         src = connect(p["source"], "source")
         conns.append(src)
+        if module.check_mode and not has_committed_run(tgt):
+            # before phase 1 committed, the application role it creates does not exist either
+            module.exit_json(changed=False, skipped=True, passed=None, failed_checks=[],
+                             msg="check mode: no committed phase-1 run to verify yet (the migration was rolled back)")
         login = None
         if p["app_role_password"]:
             login = connect(dict(p["target"], login_user=p["app_role"], login_password=p["app_role_password"]),
                             "application role")
             conns.append(login)
-        if module.check_mode and not has_committed_run(tgt):
-            module.exit_json(changed=False, skipped=True, passed=None, failed_checks=[],
-                             msg="check mode: no committed phase-1 run to verify yet (the migration was rolled back)")
         result = verify.verify(src, tgt, ledger.new_run_id(), platform, p["app_role"], p["report_dir"], login)
     except ParkingError as exc:
         module.fail_json(msg=str(exc), passed=False, failed_checks=[])

@@ -32,41 +32,6 @@ description:
     RV(passed). Fails only on invalid options or a missing psycopg2.
   - Changes nothing anywhere. Database sessions are read-only.
 options:
-  platform:
-    description:
-      - Connection to the legacy V4 database C(parking_platform) (default O(platform.db)), read only.
-    type: dict
-    default: {}
-    suboptions:
-      login_host:
-        description: Host of the PostgreSQL server.
-        type: str
-        default: 127.0.0.1
-      login_port:
-        description: Port of the PostgreSQL server.
-        type: int
-        default: 5432
-      login_user:
-        description: Role to log in as.
-        type: str
-        default: parking_user
-      login_password:
-        description: Password of O(platform.login_user). Never logged or returned.
-        type: str
-        default: ""
-      db:
-        description: Database name.
-        type: str
-        default: parking_platform
-      ssl_mode:
-        description: libpq sslmode.
-        type: str
-        default: prefer
-        choices: [allow, disable, prefer, require, verify-ca, verify-full]
-      connect_timeout:
-        description: Seconds to wait for the connection.
-        type: int
-        default: 10
   min_pg_major:
     description: Oldest PostgreSQL major version accepted.
     type: int
@@ -157,6 +122,7 @@ extends_documentation_fragment:
   - parking.chirpstack
   - parking.source
   - parking.target
+  - parking.platform
 attributes:
   check_mode:
     support: full

@@ -18,7 +18,7 @@ import labutil as L
 from labdb import lab_pg_params, recap, run_playbook
 
 PLAYBOOK = "playbooks/00-preflight.yml"
-TOP_KEYS = ["phase", "title", "status", "check_mode", "generated_at", "duration_s", "summary", "checks", "facts"]
+TOP_KEYS = ["phase", "title", "status", "check_mode", "generated_at", "duration_s", "summary", "checks", "facts", "name"]
 CHECKS = {"docker_api", "memory", "traefik", "disk_backup", "database_chirpstack", "database_v5", "database_v6",
           "database_platform", "postgresql_version", "chirpstack_schema", "schema"}
 
