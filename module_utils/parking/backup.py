@@ -222,10 +222,15 @@ def existing_databases(cur, names):
     return {n: n in present for n in names}
 
 
+def cutover_keys(cur):
+    """The cutover's recorded steps (phase 3: started, switched, ...); rollback-3 clears them."""
+    cur.execute(f"SELECT to_regclass('{SCHEMA}.cutover_state') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return set()
+    cur.execute(f"SELECT key FROM {SCHEMA}.cutover_state")
+    return {row[0] for row in cur.fetchall()}
+
+
 def cutover_switched(cur):
     """True when phase 3 switched routing to V6 and no rollback-3 undid it."""
-    cur.execute("SELECT to_regclass('parking_migrate.cutover_state') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        return False
-    cur.execute("SELECT EXISTS (SELECT 1 FROM parking_migrate.cutover_state WHERE key = 'switched')")
-    return cur.fetchone()[0]
+    return "switched" in cutover_keys(cur)

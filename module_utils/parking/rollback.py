@@ -5,7 +5,8 @@ caller's transaction (check mode rolls it back). Reverse dependency order.
 """
 import time
 
-from . import ledger
+from . import backup, ledger
+from .errors import ParkingError
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE
 
 # Rows V6 creates while it serves (cutover) that can hang on what phase 1 inserted. rollback-3
@@ -113,24 +114,15 @@ def rollback(tgt_conn, run_id, phase="phase1"):
 
 def refuse_while_v6_serves(cur):
     """rollback-1 removes data V6 serves: only once traffic is back on V5 and V5 exists."""
-    from .errors import ParkingError
-    cur.execute("SELECT to_regclass('parking_migrate.cutover_state') IS NOT NULL, "
-                "to_regclass('parking_migrate.decommission') IS NOT NULL")
-    has_cutover, has_decommission = cur.fetchone()
-    if has_decommission:
-        cur.execute("SELECT status FROM parking_migrate.decommission ORDER BY id DESC LIMIT 1")
-        row = cur.fetchone()
-        if row and row[0] == "done":
-            raise ParkingError("V5 is decommissioned (phase 4): rollback-1 would leave no copy of the data. "
-                               "Run rollback-4, then rollback-3, first. Nothing was changed.")
-    if has_cutover:
-        cur.execute("SELECT array_agg(key ORDER BY key) FROM parking_migrate.cutover_state "
-                    "WHERE key IN ('started', 'switched')")
-        keys = cur.fetchone()[0]
-        if keys:
-            raise ParkingError(f"a cutover to V6 is recorded ({', '.join(keys)}): V6 may be serving traffic. "
-                               "Run rollback-3 first (it hands traffic back to V5 and copies back what V6 "
-                               "received). Nothing was changed.")
+    state = backup.latest_state(cur)
+    if state and state["status"] == "done":
+        raise ParkingError("V5 is decommissioned (phase 4): rollback-1 would leave no copy of the data. "
+                           "Run rollback-4, then rollback-3, first. Nothing was changed.")
+    keys = sorted(backup.cutover_keys(cur) & {"started", "switched"})
+    if keys:
+        raise ParkingError(f"a cutover to V6 is recorded ({', '.join(keys)}): V6 may be serving traffic. "
+                           "Run rollback-3 first (it hands traffic back to V5 and copies back what V6 "
+                           "received). Nothing was changed.")
 
 
 def cols(cur, table, prefix=""):
