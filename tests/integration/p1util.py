@@ -73,6 +73,19 @@ def drop(name):
     admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def fingerprint(db, sequences=True):
+    """Phase 4's fingerprint of a database: per relation, rows and a content checksum.
+    sequences=False leaves sequences out (a rolled-back transaction still advances them)."""
+    from parking import backup
+    conn = connect(db)
+    try:
+        with conn.cursor() as cur:
+            fp = backup.fingerprint(cur)
+    finally:
+        conn.close()
+    return fp if sequences else {k: v for k, v in fp.items() if not v["checksum"].startswith("seq:")}
+
+
 def checksums(db, drop_cols=()):
     """{table: 'count:sum'} of schema public; drop_cols are left out of every row."""
     from parking.checksum import ROW_HASH

@@ -67,16 +67,6 @@ def _exists(name):
         conn.close()
 
 
-def fingerprint(db):
-    from parking import backup
-    conn = U.connect(db)
-    try:
-        with conn.cursor() as cur:
-            return backup.fingerprint(cur)
-    finally:
-        conn.close()
-
-
 def ledger_sql(sql, params=None):
     conn = U.connect(LEDGER, autocommit=True)
     try:
@@ -121,7 +111,7 @@ def scratch(tmp_path_factory):
     }
     vars_file = work / "vars.json"
     vars_file.write_text(json.dumps(extra))
-    before = {db: fingerprint(db) for db in DBS}
+    before = {db: U.fingerprint(db) for db in DBS}
     inspect = {n: json.loads(docker("inspect", n).stdout)[0] for n in V5_CONTAINERS}
     yield {"vars": f"@{vars_file}", "work": work, "before": before, "inspect": inspect}
     for n in V5_CONTAINERS + [V6_CONTAINER]:
@@ -139,7 +129,7 @@ def assert_untouched(scratch):
     assert health(V5_CONTAINERS[0]) == "healthy" and health(V5_CONTAINERS[1]) != "missing"
     assert not (scratch["work"] / "backups").exists() or not any((scratch["work"] / "backups").rglob("*.pgc"))
     assert backups_recorded() == 0
-    assert {db: fingerprint(db) for db in DBS} == scratch["before"]
+    assert {db: U.fingerprint(db) for db in DBS} == scratch["before"]
 
 
 def test_refuses_without_the_confirmation(scratch):
@@ -224,7 +214,7 @@ def test_a_differing_restore_is_never_recorded_and_a_changed_live_db_never_dropp
     ledger_sql("DROP TABLE parking_migrate.backups, parking_migrate.decommission")
     U.admin_sql(f"DROP DATABASE {live} WITH (FORCE)", f"CREATE DATABASE {live} TEMPLATE {copy} OWNER parking_user",
                 f"DROP DATABASE {copy} WITH (FORCE)")
-    assert fingerprint(live) == scratch["before"][live]
+    assert U.fingerprint(live) == scratch["before"][live]
 
 
 def test_decommission_then_rollback4(scratch):
@@ -261,7 +251,7 @@ def test_decommission_then_rollback4(scratch):
             f.write(original)
 
     proc, _ = run_playbook("playbooks/rollback-4.yml", "-e", scratch["vars"])
-    assert {db: fingerprint(db) for db in DBS} == scratch["before"]
+    assert {db: U.fingerprint(db) for db in DBS} == scratch["before"]
     wait_healthy([V5_CONTAINERS[0]])
     for n in V5_CONTAINERS:
         now = json.loads(docker("inspect", n).stdout)[0]
