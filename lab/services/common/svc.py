@@ -251,10 +251,13 @@ def run_uplink(log, up, work):
 # --------------------------------------------------------------------------------------------
 
 class HTTPError(Exception):
-    def __init__(self, status, detail):
+    """An error answer ``{"detail": detail}``; ``headers`` are extra (name, value) pairs."""
+
+    def __init__(self, status, detail, headers=()):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = tuple(headers)
 
 
 def json_default(value):
@@ -270,9 +273,9 @@ def json_default(value):
 
 
 class Request:
-    def __init__(self, method, path, query, headers, body):
+    def __init__(self, method, path, query, headers, body, raw_query=""):
         self.method, self.path, self.query = method, path, query
-        self.headers, self.body = headers, body
+        self.headers, self.body, self.raw_query = headers, body, raw_query
 
     def json_body(self):
         try:
@@ -318,27 +321,31 @@ class JSONHandler(BaseHTTPRequestHandler):
         self._serve_json(urlsplit(self.path), time.monotonic())
 
     def _serve_json(self, split, started):
-        status = 500
+        status, headers = 500, ()
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
                 raise HTTPError(413, "request body too large")
             body = self.rfile.read(length) if length > 0 else b""
-            request = Request(self.command, split.path, parse_qs(split.query), self.headers, body)
-            status, payload = self.app.dispatch(request)
+            request = Request(self.command, split.path, parse_qs(split.query), self.headers, body,
+                              split.query)
+            # (status, payload) or (status, payload, headers); payload None = empty body
+            status, payload, *extra = self.app.dispatch(request)
+            headers = extra[0] if extra else ()
         except HTTPError as exc:
-            status, payload = exc.status, {"detail": exc.detail}
+            status, payload, headers = exc.status, {"detail": exc.detail}, exc.headers
         except Exception:
             self.log.exception("%s %s failed", self.command, split.path)
             status, payload = 500, {"detail": "Internal Server Error"}
-        self._send_json(status, payload)
+        self._send_json(status, payload, headers)
         self._access(split.path, status, started)
 
     def _send_json(self, status, payload, headers=()):
-        data = json.dumps(payload, default=json_default).encode()
+        data = b"" if payload is None else json.dumps(payload, default=json_default).encode()
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            if payload is not None:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             if status == 401:
                 self.send_header("WWW-Authenticate", "Bearer")
