@@ -38,6 +38,12 @@ options:
   report_dir:
     description: Directory for C(phase1-verify-<time>.json) and C(.md).
     type: path
+  history_retention_days:
+    description:
+      - Readings older than now minus this many days are left out of the history comparison on
+        both sides (the migration's own cutoff; V6 deletes them).
+      - Default the retention the migration runs applied (kept in the ledger). C(0) compares all.
+    type: int
 extends_documentation_fragment:
   - parking.source
   - parking.target
@@ -93,6 +99,16 @@ report_paths:
   type: dict
   sample: {"json": "/var/lib/parking-migrate/reports/phase1-verify-20261126T120000Z.json",
            "markdown": "/var/lib/parking-migrate/reports/phase1-verify-20261126T120000Z.md"}
+history_cutoff:
+  description: Readings older than this (ISO 8601) were left out of the history comparison; null for none.
+  returned: success
+  type: str
+  sample: "2026-09-01T17:03:36.123456+00:00"
+history_retention_days:
+  description: The retention applied (days, 0 = none).
+  returned: success
+  type: int
+  sample: 90
 """
 
 import traceback
@@ -119,6 +135,7 @@ def main():
         app_role=dict(type="str", default="parking_v6_app"),
         app_role_password=dict(type="str", no_log=True),
         report_dir=dict(type="path"),
+        history_retention_days=dict(type="int"),
     ), supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
@@ -139,7 +156,8 @@ def main():
             login = connect(dict(p["target"], login_user=p["app_role"], login_password=p["app_role_password"]),
                             "application role")
             conns.append(login)
-        result = verify.verify(src, tgt, ledger.new_run_id(), platform, p["app_role"], p["report_dir"], login)
+        result = verify.verify(src, tgt, ledger.new_run_id(), platform, p["app_role"], p["report_dir"], login,
+                               history_retention_days=p["history_retention_days"])
     except ParkingError as exc:
         module.fail_json(msg=str(exc), passed=False, failed_checks=[])
     except Exception as exc:
@@ -150,7 +168,8 @@ def main():
             conn.close()
     out = dict(changed=False, passed=result["passed"], failed_checks=result["failed"], checks=result["checks"],
                per_tenant=result["per_tenant"], rejects=result["rejects"], watermarks=result["watermarks"],
-               report_paths=result.get("report_paths"), seconds=result["seconds"])
+               report_paths=result.get("report_paths"), seconds=result["seconds"],
+               history_retention_days=result["history_retention_days"], history_cutoff=result["history_cutoff"])
     if not result["passed"]:
         names = ", ".join(f"{c['check']} ({c.get('detail')})" for c in result["failed"])
         module.fail_json(msg=f"verification gate FAILED, {len(result['failed'])} check(s): {names}", **out)

@@ -22,6 +22,27 @@ description:
   - Makes V6 row-level security effective for a non-owner application role (O(app_role)).
   - O(state=absent) (rollback-1) removes exactly what the tool inserted, restores what it
     updated and undoes its grants and policies; rows V6 had before stay.
+  - "Rules for the real V6 application: a reservation whose window has ended (end_time at or
+    before the run's time) and whose V5 status maps to C(active) (pending, confirmed, active) is
+    migrated as C(completed), V5's status kept in metadata C(v5_status); migrated reservations
+    that end while still active are closed the same way by later runs (delta). Count:
+    C(reservations.ended_closed)."
+  - "A V5 booking without a V6 user (user_email NULL or matching no V6 user) gets the user_id of
+    one placeholder user created when first needed (O(anonymous_user_email), name C(V5 anonymous
+    bookings), inactive, a password hash of no password, no membership, metadata C(created_by:
+    parking-migrate)); the booking email stays in C(user_email). The placeholder is in the ledger,
+    so rollback-1 removes it. Counts: C(reservations.anonymous_user), C(users.placeholder_created)."
+  - "V6's login takes the membership with the latest C(created_at). Among a user's memberships
+    the one in the user's primary V5 tenant, where V5's login lands (active first, in a tenant active in V5 first, a
+    platform_admin membership first, then the oldest, then the id; V5 users have no tenant column) is made strictly the latest: when phase 1 inserted it, it gets max(others) + 1 ms;
+    when V6 already had it, the memberships phase 1 inserted for that user go 1 ms below it.
+    Rows V6 had are never rewritten (a conflict among them is a warning). The V5 time is kept in
+    metadata C(v5_created_at). Count: C(user_memberships.login_reordered)."
+  - "Tenants phase 1 inserts keep V5's C(is_active) (NULL = true). A tenant V6 already had (same
+    id or slug) keeps V6's value; each difference is listed in RV(tenant_is_active_differences)."
+  - "Readings older than the run's time minus O(history_retention_days) are not migrated (V6's
+    cleanup deletes C(sensor_readings) older than 90 days); they stay in V5 and in phase 4's backup
+    and are counted in C(sensor_readings.skipped_retention). The gate applies the same cutoff."
   - One transaction on the target, so any error rolls everything back. A PostgreSQL advisory lock
     keeps two runs apart.
 options:
@@ -41,6 +62,17 @@ options:
   history_since:
     description: Only history (readings, state changes) at or after this time (ISO 8601). Default all of it.
     type: str
+  history_retention_days:
+    description:
+      - Readings (C(sensor_readings)) older than the run's time minus this many days are not
+        migrated, V6 deletes them at start-up and daily. C(0) migrates all of them.
+      - The shortest retention any run applied is kept in the ledger; the gate uses it.
+    type: int
+    default: 90
+  anonymous_user_email:
+    description: Email of the placeholder V6 user that owns V5 bookings without a V6 user.
+    type: str
+    default: v5-anonymous-bookings@parking-migrate.invalid
   allow_rejects:
     description:
       - Rows that cannot be placed safely (malformed EUI, a conflict with V6) are rejects with a reason.
@@ -152,6 +184,22 @@ executed_queries:
   type: list
   elements: str
   sample: ["CREATE TEMP TABLE stg_tenants (...) ON COMMIT DROP"]
+tenant_is_active_differences:
+  description: Tenants V6 already had whose C(is_active) differs from V5's; V6's value is kept.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"tenant_id": "4c1f...", "slug": "city-parking", "v5_is_active": false, "v6_is_active": true}]
+history_cutoff:
+  description: Readings older than this (ISO 8601) were not migrated; null when O(history_retention_days=0).
+  returned: success
+  type: str
+  sample: "2026-09-01T17:03:36.123456+00:00"
+history_retention_days:
+  description: The retention applied by this run (days, 0 = none).
+  returned: success
+  type: int
+  sample: 90
 report_path:
   description: The JSON report written, when O(report_path) is set.
   returned: when requested
@@ -175,6 +223,8 @@ def argument_spec():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         mode=dict(type="str", default="full", choices=["full", "delta"]),
         history_since=dict(type="str"),
+        history_retention_days=dict(type="int", default=90),
+        anonymous_user_email=dict(type="str", default="v5-anonymous-bookings@parking-migrate.invalid"),
         allow_rejects=dict(type="bool", default=False),
         platform_tenant_id=dict(type="str", default="00000000-0000-0000-0000-000000000000"),
         app_role=dict(type="str", default="parking_v6_app"),
@@ -200,7 +250,9 @@ def main():
                 return migrate.migrate(src, tgt, run_id, platform, mode=p["mode"],
                                        history_since=p["history_since"], allow_rejects=p["allow_rejects"],
                                        app_role=p["app_role"] or None, app_role_password=p["app_role_password"],
-                                       progress=progress)
+                                       progress=progress,
+                                       history_retention_days=p["history_retention_days"],
+                                       anonymous_user_email=p["anonymous_user_email"])
             result = transactional(p["target"], run, module.check_mode, sources=[(p["source"], "source")],
                                    mode=p["mode"])
     except RejectsPresent as exc:

@@ -4,6 +4,7 @@ Each rule is data (a dict) with a Python function for unit tests and reports, an
 SQL rendering (`sql_case`) the engine uses set-based on staging tables. Both come
 from the same dict, so the migration and the verification gate cannot drift apart.
 """
+import datetime as dt
 import hashlib
 import re
 import uuid
@@ -20,10 +21,31 @@ RESERVATION_STATUS = {
     "cancelled": "cancelled", "expired": "completed", "completed": "completed", "no_show": "no_show",
 }
 RESERVATION_STATUS_DEFAULT = "completed"
+# A reservation whose window has ended (end_time <= the run's time) is never left 'active': V6's
+# expiry job would write 'expired', which its CHECK rejects. It is closed as 'completed'.
+RESERVATION_ONGOING = "active"
+RESERVATION_ENDED_STATUS = "completed"
+
+# Owner of the V5 bookings without a V6 user (anonymous, or an email no V6 user has): V6's
+# reservation list requires a non-null user_id. One inactive user that can never log in.
+ANONYMOUS_USER_EMAIL = "v5-anonymous-bookings@parking-migrate.invalid"
+ANONYMOUS_USER_NAME = "V5 anonymous bookings"
+ANONYMOUS_USER_METADATA = {"created_by": "parking-migrate",
+                           "purpose": "user_id of V5 bookings made without a V6 user (the booking "
+                                      "email stays in reservations.user_email)"}
+
+# V6's cleanup deletes sensor_readings with received_at older than this (background_jobs.py)
+HISTORY_RETENTION_DAYS = 90
 
 # §3.4 membership roles: V5's platform_admin becomes owner in the platform tenant
 MEMBERSHIP_ROLE = {"owner": "owner", "admin": "admin", "operator": "operator", "viewer": "viewer",
                    "platform_admin": "owner"}
+# The user's V5 tenant is where V5's login lands: the oldest active membership, except for a
+# platform admin, who lands in the platform view (V6: owner in the platform tenant). Rank first.
+MEMBERSHIP_RANK = {"platform_admin": 1}
+# V6 login takes the membership with the latest created_at: the primary one is made the latest
+# by this margin above the others
+LOGIN_ORDER_STEP = dt.timedelta(milliseconds=1)
 
 # §3.4 reading occupancy
 READING_OCCUPIED = {"OCCUPIED": True, "FREE": False}
@@ -33,8 +55,68 @@ def space_state(v5_state):
     return SPACE_STATE.get((v5_state or "").upper(), SPACE_STATE_DEFAULT)
 
 
-def reservation_status(v5_status):
-    return RESERVATION_STATUS.get((v5_status or "").lower(), RESERVATION_STATUS_DEFAULT)
+def reservation_status(v5_status, end_time=None, now=None):
+    """V6 status of a V5 reservation; one whose window has ended (end_time <= now) is never active."""
+    status = RESERVATION_STATUS.get((v5_status or "").lower(), RESERVATION_STATUS_DEFAULT)
+    if status == RESERVATION_ONGOING and end_time is not None and now is not None and end_time <= now:
+        return RESERVATION_ENDED_STATUS
+    return status
+
+
+def primary_membership(memberships):
+    """The V5 membership that decides where a user lands at login, as V5's login picks it: active
+    first, in an active tenant first, a platform_admin one first, then the oldest created_at, then
+    the id. `memberships`: dicts with is_active, tenant_active, role, created_at, id. (V5 users have
+    no tenant column: tenancy is memberships.)"""
+    def key(m):
+        created = m.get("created_at")
+        return (0 if m.get("is_active") is False else -1, 0 if m.get("tenant_active") is False else -1,
+                -MEMBERSHIP_RANK.get(m.get("role"), 0),
+                (0, created) if created is not None else (1, dt.datetime.max), str(m.get("id")))
+    return min(memberships, key=key) if memberships else None
+
+
+def login_order(primary_at, others_at):
+    """created_at the primary membership needs so it is strictly the latest of the user's
+    memberships: kept when already later than every other one, else max(others) + 1 ms."""
+    top = max((t for t in others_at if t is not None), default=None)
+    if top is None or (primary_at is not None and primary_at > top):
+        return primary_at
+    return top + LOGIN_ORDER_STEP
+
+
+def history_cutoff(now, retention_days):
+    """History older than this is not migrated (V6 would delete it): now - retention_days.
+    None when retention_days is 0 or unset (migrate all of it)."""
+    if not retention_days or int(retention_days) <= 0:
+        return None
+    return now - dt.timedelta(days=int(retention_days))
+
+
+def history_kept(moment, cutoff):
+    """A history row at `moment` is migrated: no cutoff, no time (left to the rejects), or not older."""
+    return cutoff is None or moment is None or moment >= cutoff
+
+
+def retention_recorded(previous_days, days):
+    """The retention a run records for the gate: the shortest one any run applied (rows it skipped
+    stay skipped, the watermark is past them); 0 only when no run applied one."""
+    applied = [int(d) for d in (previous_days, days) if d and int(d) > 0]
+    return min(applied) if applied else 0
+
+
+_BCRYPT = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def unusable_password_hash(key):
+    """A bcrypt-shaped hash of no password at all: salt and digest are derived from `key` (so the
+    row is the same in every run), not computed by bcrypt from any secret. V6's passlib parses it
+    and no password verifies against it."""
+    digest = hashlib.sha512(f"parking-migrate:no-password:{key}".encode()).digest()
+    chars = [_BCRYPT[b % 64] for b in digest]
+    salt = "".join(chars[:21]) + _BCRYPT[::16][digest[21] % 4]
+    body = "".join(chars[22:52]) + _BCRYPT[::4][digest[52] % 16]
+    return "$2b$12$" + salt + body
 
 
 def membership(v5_role, v5_tenant_id, platform_tenant_id=PLATFORM_TENANT_ID):

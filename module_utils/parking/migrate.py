@@ -10,8 +10,11 @@ snapshot of the source. Per entity, in dependency order:
   apply   INSERT the `insert` rows set-based; record id map, rejects and before-images
 
 Nothing is updated in place except the space <-> device links of rows V6 already had, and
-those keep a before-image so rollback (state=absent) restores them exactly.
+those keep a before-image so rollback (state=absent) restores them exactly. Rows the tool
+inserted may be adjusted by later runs (login order of memberships, reservations that ended);
+rollback removes them anyway.
 """
+import json
 import time
 
 from . import ledger, mapping, rls, schema, sqlfrag as F, staging
@@ -28,6 +31,10 @@ ENTITIES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_d
 V6_TABLES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices", "display_devices",
              "device_assignments", "reservations", "orphan_devices", "sensor_readings", "state_changes")
 HISTORY_OVERLAP = 10000  # ids re-read below the watermark: rows committed late are caught
+# History V6 deletes after its retention (background_jobs.py: sensor_readings by received_at only)
+RETAINED = ("sensor_readings",)
+TS = '"timestamp"'
+RETENTION_MARK = "history_retention_days"  # kept with the watermarks: the gate applies the same cutoff
 
 
 class Run:
@@ -43,7 +50,11 @@ class Run:
         self.warnings = []
         self.timings = {}
         self.progress = progress or (lambda msg: None)
-        self.params = {"run": run_id, "platform": platform}
+        self.cur.execute("SELECT now()")
+        self.now = self.cur.fetchone()[0]  # the run's time: the target transaction's start
+        self.params = {"run": run_id, "platform": platform, "now": self.now}
+        self.anonymous_email = mapping.ANONYMOUS_USER_EMAIL
+        self.tenant_differences = []
 
     def execute(self, sql, params=None):
         self.queries.append(" ".join(sql.split()))
@@ -131,6 +142,16 @@ def migrate_tenants(run):
                CASE WHEN v6_id = %(platform)s::uuid THEN 'platform' ELSE 'customer' END, 'basic'
         FROM m_tenants WHERE action = 'insert'""")
     record_plan(run, "tenants")
+    # a tenant V6 already had keeps V6's is_active (V6 may have its reasons); the difference is reported
+    for tenant, slug, v5_active, v6_active in run.rows("""
+            SELECT m.v6_id::text, t.slug, coalesce(m.is_active, true), coalesce(t.is_active, true)
+            FROM m_tenants m JOIN tenants t ON t.id = m.v6_id
+            WHERE m.action IN ('match', 'mapped') AND coalesce(m.is_active, true) <> coalesce(t.is_active, true)
+            ORDER BY 1"""):
+        run.tenant_differences.append({"tenant_id": tenant, "slug": slug, "v5_is_active": v5_active,
+                                       "v6_is_active": v6_active})
+    if run.tenant_differences:
+        run.count("tenants", "is_active_differs", len(run.tenant_differences))
 
 
 def migrate_users(run):
@@ -200,6 +221,50 @@ def migrate_memberships(run):
                coalesce(is_active, true), coalesce(created_at, now()), coalesce(updated_at, now())
         FROM m_user_memberships WHERE action = 'insert'""")
     record_plan(run, "user_memberships")
+    order_logins(run)
+
+
+def order_logins(run):
+    """V6's login takes a user's membership with the latest created_at: the one in the user's
+    primary V5 tenant (mapping.primary_membership: active, tenant active in V5, platform admin,
+    oldest, id) must be
+    strictly the latest. Only memberships phase 1 inserted are moved: the primary one above the
+    others (max + 1 ms), or, when the primary one is a row V6 had, the inserted ones below it.
+    The V5 created_at of a moved row stays in its metadata (v5_created_at)."""
+    rank = F.membership_rank("m.role")
+    step = f"interval '{int(mapping.LOGIN_ORDER_STEP.total_seconds() * 1000)} milliseconds'"
+    ours = (f"EXISTS (SELECT 1 FROM {L}.id_map i WHERE i.entity = 'user_memberships' AND i.action = 'inserted' "
+            f"AND i.v6_id = {{id}}::text)")
+    run.execute(f"""
+        CREATE TEMP TABLE login_order ON COMMIT DROP AS
+        WITH p AS (
+            SELECT DISTINCT ON (m.user_v6) m.user_v6, m.v6_id AS primary_id, m.tenant_v6
+            FROM m_user_memberships m WHERE m.action IN ('insert', 'match', 'mapped')
+            ORDER BY m.user_v6, coalesce(m.is_active, true) DESC,
+                     coalesce((SELECT st.is_active FROM stg_tenants st WHERE st.id = m.tenant_id), true) DESC,
+                     {rank} DESC, m.created_at ASC NULLS LAST, m.id)
+        SELECT p.*, um.created_at AS primary_at, {ours.format(id='p.primary_id')} AS ours,
+               (SELECT max(x.created_at) FROM user_memberships x WHERE x.user_id = p.user_v6
+                  AND x.id <> p.primary_id) AS others_at
+        FROM p JOIN user_memberships um ON um.id = p.primary_id""")
+    moved = ("metadata = coalesce(t.metadata, '{}') || jsonb_build_object('v5_created_at', "
+             "coalesce(t.metadata->'v5_created_at', to_jsonb(t.created_at)))")
+    n = run.execute(f"""
+        UPDATE user_memberships t SET created_at = o.others_at + {step}, {moved}
+        FROM login_order o WHERE t.id = o.primary_id AND o.ours AND o.others_at IS NOT NULL
+          AND (t.created_at IS NULL OR t.created_at <= o.others_at)""")
+    n += run.execute(f"""
+        UPDATE user_memberships t SET created_at = o.primary_at - {step}, {moved}
+        FROM login_order o WHERE t.user_id = o.user_v6 AND t.id <> o.primary_id AND NOT o.ours
+          AND o.primary_at IS NOT NULL AND t.created_at >= o.primary_at AND {ours.format(id='t.id')}""")
+    run.count("user_memberships", "login_reordered", n)
+    for user, tenant, other in run.rows(f"""
+            SELECT o.user_v6, o.tenant_v6, x.tenant_id FROM login_order o
+            JOIN user_memberships x ON x.user_id = o.user_v6 AND x.id <> o.primary_id
+            WHERE NOT o.ours AND x.created_at >= o.primary_at AND NOT {ours.format(id='x.id')} ORDER BY 1, 3"""):
+        run.warnings.append(f"user {user}: V6 membership in tenant {other} is not older than the one in the "
+                            f"primary V5 tenant {tenant}, both rows V6 had (not rewritten): V6's login picks "
+                            "the newest")
 
 
 def migrate_sites(run):
@@ -436,7 +501,9 @@ def migrate_assignments(run):
 
 
 def migrate_reservations(run):
-    status = F.reservation_status("status")
+    """Reservations: V6 status by §3.3, an ended window never 'active' (closed as completed), and
+    every row gets a user: by lower(email), else the placeholder user of anonymous bookings."""
+    status = F.reservation_status("status", "end_time")
     plan(run, "reservations", f"""
         WITH c AS (
             SELECT s.*, prev.v6_id::uuid AS prev_id, ms.v6_id::uuid AS space_v6, sp.tenant_id AS tenant_v6,
@@ -451,16 +518,54 @@ def migrate_reservations(run):
             CASE {prev_state('reservations', 'reservations')}
                  WHEN space_v6 IS NULL THEN 'reject' ELSE 'insert' END AS action,
             CASE {PREV_REASON} WHEN space_v6 IS NULL THEN 'its space was not migrated' END AS reason,
-            {status} AS status_v6
+            {status} AS status_v6, {F.reservation_status("status")} AS status_open
         FROM c""")
+    anonymous = None
+    if run.scalar("SELECT count(*) FROM m_reservations WHERE action = 'insert' AND user_v6 IS NULL"):
+        anonymous = anonymous_user(run)
     run.execute("""
         INSERT INTO reservations (id, space_id, start_time, end_time, user_email, user_phone, status, metadata,
                                   created_at, updated_at, tenant_id, user_id)
         SELECT v6_id, space_v6, start_time, end_time, lower(user_email), user_phone, status_v6,
                coalesce(metadata, '{}') || jsonb_build_object('request_id', request_id::text, 'v5_status', status),
-               coalesce(created_at, now()), coalesce(updated_at, now()), tenant_v6, user_v6
-        FROM m_reservations WHERE action = 'insert'""")
+               coalesce(created_at, now()), coalesce(updated_at, now()), tenant_v6, coalesce(user_v6, %(anon)s::uuid)
+        FROM m_reservations WHERE action = 'insert'""", dict(run.params, anon=anonymous))
     record_plan(run, "reservations")
+    for key, cond in (("ended_closed", "status_v6 <> status_open"), ("anonymous_user", "user_v6 IS NULL")):
+        n = run.scalar(f"SELECT count(*) FROM m_reservations WHERE action = 'insert' AND {cond}")
+        if n:
+            run.count("reservations", key, n)
+
+
+def anonymous_user(run):
+    """The V6 user that owns V5 bookings without one (created once, inactive, no membership,
+    a password hash of no password); recorded in the id map so rollback-1 removes it."""
+    found = run.rows("SELECT id FROM users WHERE lower(email) = lower(%(email)s) ORDER BY id",
+                     {"email": run.anonymous_email})
+    if found:
+        return found[0][0]
+    key = "anonymous-bookings:" + run.anonymous_email.lower()
+    user = mapping.derived_uuid("users", key)
+    # created with the first booking it owns (the same row in every run over the same data)
+    run.execute(f"""
+        WITH ins AS (
+            INSERT INTO users (id, email, name, hashed_password, metadata, is_active, email_verified, created_at,
+                               updated_at)
+            SELECT %(id)s::uuid, lower(%(email)s), %(name)s, %(hash)s, %(meta)s::jsonb, false, false, t, t
+            FROM (SELECT coalesce(min(created_at), now()) AS t FROM m_reservations
+                  WHERE user_v6 IS NULL AND action IN ('insert', 'mapped')) f
+            RETURNING id)
+        INSERT INTO {L}.id_map (entity, v5_id, v6_id, action, run_id)
+        SELECT 'users', %(key)s, id::text, 'inserted', %(run)s FROM ins
+        ON CONFLICT (entity, v5_id) DO UPDATE SET v6_id = EXCLUDED.v6_id, action = 'inserted',
+                                                  run_id = EXCLUDED.run_id""",
+                dict(run.params, id=user, email=run.anonymous_email, name=mapping.ANONYMOUS_USER_NAME,
+                     hash=mapping.unusable_password_hash(key), key=key,
+                     meta=json.dumps(mapping.ANONYMOUS_USER_METADATA)))
+    run.count("users", "placeholder_created", 1)
+    run.warnings.append(f"V5 bookings without a V6 user belong to the placeholder user {run.anonymous_email} "
+                        f"({user}, inactive, cannot log in); their booking email stays in user_email")
+    return user
 
 
 def migrate_orphans(run):
@@ -513,7 +618,7 @@ def sync_live_state(run):
         run.count(table, "last_seen_synced", run.execute(f"""
             UPDATE {table} t SET last_seen_at = {F.utc_naive('m.last_seen_at')}
             FROM m_{table} m WHERE t.id IN ({seen}) AND m.v6_id = t.id"""))
-    status = F.reservation_status("m.status")
+    status = F.reservation_status("m.status", "m.end_time")
     changed = (f"SELECT t.id FROM reservations t JOIN m_reservations m ON m.v6_id = t.id WHERE m.action = 'mapped' "
                f"AND {newer} AND t.status IS DISTINCT FROM {status}")
     save_before_images(run, "reservations", changed)
@@ -521,6 +626,25 @@ def sync_live_state(run):
         UPDATE reservations t SET status = {status},
                metadata = coalesce(t.metadata, '{{}}') || jsonb_build_object('v5_status', m.status)
         FROM m_reservations m WHERE t.id IN ({changed}) AND m.v6_id = t.id"""))
+    # migrated while its window was open, ended since and still ongoing for V5: closed like a new one
+    ongoing = mapping.sql_literal(mapping.RESERVATION_ONGOING)
+    ended = (f"SELECT t.id FROM reservations t JOIN m_reservations m ON m.v6_id = t.id WHERE m.action = 'mapped' "
+             f"AND t.status = {ongoing} AND t.end_time <= %(now)s::timestamptz "
+             f"AND {F.reservation_status('m.status')} = {ongoing}")
+    save_before_images(run, "reservations", ended)
+    n = run.execute(f"""UPDATE reservations t SET status = {mapping.sql_literal(mapping.RESERVATION_ENDED_STATUS)}
+                        WHERE t.id IN ({ended})""")
+    if n:
+        run.count("reservations", "ended_closed", n)
+    # migrated without a user (by an earlier version): the user found now, else the placeholder
+    nouser = ("SELECT t.id FROM reservations t JOIN m_reservations m ON m.v6_id = t.id "
+              "WHERE m.action = 'mapped' AND t.user_id IS NULL")
+    if run.scalar(f"SELECT count(*) FROM ({nouser}) x"):
+        anonymous = anonymous_user(run)
+        save_before_images(run, "reservations", nouser)
+        run.count("reservations", "user_linked", run.execute(f"""
+            UPDATE reservations t SET user_id = coalesce(m.user_v6, %(anon)s::uuid)
+            FROM m_reservations m WHERE t.id IN ({nouser}) AND m.v6_id = t.id""", dict(run.params, anon=anonymous)))
 
 
 def resolve_orphans(run):
@@ -717,14 +841,20 @@ def check_platform_tenant(run):
 
 
 def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=None, allow_rejects=False,
-            app_role=None, app_role_password=None, progress=None):
+            app_role=None, app_role_password=None, progress=None,
+            history_retention_days=mapping.HISTORY_RETENTION_DAYS, anonymous_user_email=None):
     """The whole phase-1 run inside the target's current transaction. Returns the result dict.
+
+    history_retention_days: readings older than the run's time minus this many days are not
+    migrated (V6's cleanup deletes them); 0 migrates all of them.
 
     The caller commits (or rolls back in check mode) and owns the connections.
     """
     t_start = time.time()
     src_conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
     run = Run(src_conn, tgt_conn, run_id, platform, progress)
+    if anonymous_user_email:
+        run.anonymous_email = anonymous_user_email
     ledger.ensure(run.cur)
     ledger.lock(run.cur)
     optional = schema.check(run.src, run.cur)
@@ -767,19 +897,31 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
 
     new_marks = dict(marks)
     since = f' AND s."timestamp" >= {psycopg_literal(history_since)}::timestamptz' if history_since else ""
+    cutoff = mapping.history_cutoff(run.now, history_retention_days)
+    new_marks[RETENTION_MARK] = mapping.retention_recorded(marks.get(RETENTION_MARK), history_retention_days)
     for table, staged_fn in (("sensor_readings", migrate_readings), ("state_changes", migrate_state_changes)):
         wm = int(marks.get(table, 0))
         src = run.src.connection.cursor()
         src.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
         top = int(src.fetchone()[0])
+        # V6 deletes readings older than its retention: those stay in V5 (and phase 4's backup)
+        retained = table in RETAINED and cutoff is not None
+        kept = f" AND {F.history_kept(TS, cutoff)}" if retained else ""
         t0 = time.time()
         if wm > 0:
             # rows at or below the watermark committed after the last run's snapshot: re-read a
             # window below it through staging, where ON CONFLICT skips what is already there
-            staged(table, f"id > {max(0, wm - HISTORY_OVERLAP)} AND id <= {wm}{since.replace('s.', '')}")
+            staged(table, f"id > {max(0, wm - HISTORY_OVERLAP)} AND id <= {wm}{since.replace('s.', '')}{kept}")
             step(table, staged_fn, run)
         if top > wm:
             where = f"s.id > {wm}{since}"
+            if retained:
+                src.execute(f"SELECT count(*) FROM {table} s WHERE {where} AND s.id <= {top} "
+                            f"AND {F.history_expired('s.' + TS, cutoff)}")
+                skipped = int(src.fetchone()[0])
+                if skipped:
+                    run.count(table, "skipped_retention", skipped)
+                where += f" AND {F.history_kept('s.' + TS, cutoff)}"
             if table == "sensor_readings":
                 step(table, direct_readings, run, where)
             else:
@@ -800,7 +942,8 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
                          f"FROM {L}.rejects WHERE run_id = %(run)s GROUP BY 1, 2 ORDER BY 1, 3 DESC")
     # what this run did, not row counts: V6 may be live and writing on its own
     changed = any(v for e in run.counts.values() for k, v in e.items()
-                  if k in ("inserted", "created", "resolved", "password_set") or k.endswith(("linked", "synced")))
+                  if k in ("inserted", "created", "resolved", "password_set", "placeholder_created")
+                  or k.endswith(("linked", "synced", "closed", "reordered")))
     status = "succeeded"
     ledger.finish(run.cur, run_id, status, run.counts, new_marks)
     result = {
@@ -809,6 +952,9 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         "rejects_total": reject_total,
         "rejects_by_reason": [{"entity": e, "reason": r, "count": n} for e, r, n in by_reason],
         "warnings": run.warnings, "watermarks": new_marks, "timings": run.timings,
+        "tenant_is_active_differences": run.tenant_differences,
+        "history_retention_days": int(history_retention_days or 0),
+        "history_cutoff": cutoff.isoformat() if cutoff is not None else None,
         "diff": {"before": before, "after": after}, "executed_queries": run.queries,
         "seconds": round(time.time() - t_start, 3),
     }

@@ -29,12 +29,49 @@ def space_state(col):
     return mapping.sql_case(f"upper({col})", mapping.SPACE_STATE, mapping.SPACE_STATE_DEFAULT)
 
 
-def reservation_status(col):
-    return mapping.sql_case(f"lower({col})", mapping.RESERVATION_STATUS, mapping.RESERVATION_STATUS_DEFAULT)
+def reservation_status(col, end_col=None, now="%(now)s"):
+    """mapping.reservation_status in SQL; with end_col, an ended window (end <= now) is never active."""
+    base = mapping.sql_case(f"lower({col})", mapping.RESERVATION_STATUS, mapping.RESERVATION_STATUS_DEFAULT)
+    if end_col is None:
+        return base
+    return reservation_ended(base, end_col, now)
+
+
+def reservation_ended(status_sql, end_col, now="%(now)s"):
+    """The ended-window rule over an already mapped V6 status expression."""
+    return (f"(CASE WHEN {status_sql} = {mapping.sql_literal(mapping.RESERVATION_ONGOING)} "
+            f"AND {end_col} <= {now}::timestamptz THEN {mapping.sql_literal(mapping.RESERVATION_ENDED_STATUS)} "
+            f"ELSE {status_sql} END)")
+
+
+def membership_rank(col):
+    """mapping.MEMBERSHIP_RANK in SQL (0 for an unknown role)."""
+    return f"{mapping.sql_case(col, mapping.MEMBERSHIP_RANK, 0)}::int"
 
 
 def membership_role(col):
     return mapping.sql_case(col, mapping.MEMBERSHIP_ROLE, None)
+
+
+def history_kept(col, cutoff):
+    """mapping.history_kept in SQL over a V5 timestamptz column; `cutoff` a datetime or None."""
+    if cutoff is None:
+        return "true"
+    return f"({col} IS NULL OR {col} >= {mapping.sql_literal(cutoff.isoformat())}::timestamptz)"
+
+
+def history_expired(col, cutoff):
+    """The complement of history_kept for rows with a time: older than the cutoff."""
+    if cutoff is None:
+        return "false"
+    return f"({col} < {mapping.sql_literal(cutoff.isoformat())}::timestamptz)"
+
+
+def history_kept_v6(col, cutoff):
+    """history_kept over V6's naive-UTC received_at."""
+    if cutoff is None:
+        return "true"
+    return f"({col} >= ({mapping.sql_literal(cutoff.isoformat())}::timestamptz AT TIME ZONE 'UTC'))"
 
 
 def eui(col):

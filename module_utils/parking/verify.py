@@ -17,10 +17,10 @@ import json
 import os
 import time
 
-from . import ledger, migrate, rls
+from . import ledger, mapping, migrate, rls
 from .checksum import ROW_HASH
 from .errors import ParkingError
-from .sqlfrag import LEDGER as L, READING_MARKER_LIKE
+from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, history_kept, history_kept_v6
 
 # entity -> (expected projection over m_<entity>, tenant expression in m_, actual table,
 #            actual projection over the V6 row t, tenant expression over t)
@@ -74,14 +74,17 @@ def compare_entities(run, gate):
         record(gate, entity, expected, actual)
 
 
-def compare_history(run, gate, watermarks):
-    """V5 history up to the migrated watermark vs V6, per tenant (count + checksum)."""
+def compare_history(run, gate, watermarks, cutoff=None):
+    """V5 history up to the migrated watermark vs V6, per tenant (count + checksum). Readings
+    older than the retention cutoff (the migration's own definition) are left out on both sides:
+    the migration does not move them, V6 deletes them."""
     wm_r = int(watermarks.get("sensor_readings", 0))
     occupied = "CASE upper(occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
     h_src = ROW_HASH.format(row=f"row(id, fcnt, upper(device_eui), {occupied})")
     per_eui = run.src.connection.cursor()
     per_eui.execute(f"""SELECT upper(device_eui), count(*), coalesce(sum({h_src}), 0)::text FROM sensor_readings
-                        WHERE id <= %s AND fcnt IS NOT NULL AND "timestamp" IS NOT NULL GROUP BY 1""", (wm_r,))
+                        WHERE id <= %s AND fcnt IS NOT NULL AND "timestamp" IS NOT NULL
+                          AND {history_kept(migrate.TS, cutoff)} GROUP BY 1""", (wm_r,))
     src_rows = per_eui.fetchall()
     run.execute("CREATE TEMP TABLE v_src_readings (eui text, n bigint, s numeric) ON COMMIT DROP")
     run.cur.executemany("INSERT INTO v_src_readings VALUES (%s, %s, %s)", src_rows)
@@ -91,7 +94,8 @@ def compare_history(run, gate, watermarks):
     h_tgt = ROW_HASH.format(row="row((raw_payload::json->>'v5_id')::bigint, fcnt, dev_eui, occupied)")
     actual = _sum(run.rows(f"""
         SELECT tenant_id, count(*), coalesce(sum({h_tgt}), 0)::text FROM sensor_readings
-        WHERE raw_payload LIKE %(like)s AND (raw_payload::json->>'v5_id')::bigint <= %(wm)s GROUP BY 1""",
+        WHERE raw_payload LIKE %(like)s AND (raw_payload::json->>'v5_id')::bigint <= %(wm)s
+          AND {history_kept_v6('received_at', cutoff)} GROUP BY 1""",
                            {"like": READING_MARKER_LIKE, "wm": wm_r}))
     record(gate, "sensor_readings", expected, actual)
 
@@ -238,7 +242,9 @@ def check_rls(tgt_conn, gate, app_role, login=None):
         tgt_conn.set_session(isolation_level="DEFAULT")
 
 
-def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_login=None):
+def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_login=None,
+           history_retention_days=None):
+    """history_retention_days: None = the retention the migration runs applied (ledger)."""
     t0 = time.time()
     gate = Gate()
     cur = tgt_conn.cursor()
@@ -249,7 +255,10 @@ def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_
         raise ParkingError("no successful phase-1 run in the ledger: run the migration first")
     check_rls(tgt_conn, gate, app_role, app_login)  # first: its own snapshot, before the replay writes
     # replay the migration's plan (read-only: rolled back below)
-    replay = migrate.migrate(src_conn, tgt_conn, run_id, platform, allow_rejects=True)
+    if history_retention_days is None:
+        history_retention_days = int(marks.get(migrate.RETENTION_MARK) or 0)
+    replay = migrate.migrate(src_conn, tgt_conn, run_id, platform, allow_rejects=True,
+                             history_retention_days=history_retention_days)
     pending = {e: {k: v for k, v in c.items() if k in ("inserted", "resolved") or k.endswith("linked")}
                for e, c in replay["counts"].items()}
     pending = {e: c for e, c in pending.items() if any(c.values()) and e not in ("sensor_readings",
@@ -258,7 +267,8 @@ def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_
              None if not pending else f"the migration would still write: {pending}", pending=pending)
     run = migrate.Run(src_conn, tgt_conn, run_id, platform)
     compare_entities(run, gate)
-    compare_history(run, gate, marks)
+    cutoff = mapping.history_cutoff(run.now, history_retention_days)
+    compare_history(run, gate, marks, cutoff)
     check_invariants(run, gate)
     slugs = dict(run.rows("SELECT id::text, slug FROM tenants"))
     tgt_conn.rollback()
@@ -267,6 +277,8 @@ def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_
         "passed": not gate.failed, "failed": gate.failed, "checks": gate.checks,
         "per_tenant": {slugs.get(t, t if t != "None" else "(global)"): v for t, v in gate.per_tenant.items()},
         "rejects": replay["rejects"], "watermarks": marks, "seconds": round(time.time() - t0, 3),
+        "history_retention_days": history_retention_days,
+        "history_cutoff": cutoff.isoformat() if cutoff is not None else None,
     }
     if report_dir:
         result["report_paths"] = write_report(result, report_dir)
@@ -292,7 +304,10 @@ def write_report(result, report_dir):
             c = row.get(e)
             cells.append("" if not c else f"{c['actual']}/{c['expected']}" + ("" if c["checksum_ok"] else " ✗"))
         lines.append(f"| {tenant} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: rows in V6 / rows expected from V5 after mapping; ✗ = checksum differs.", "",
+    retention = (f"Readings compared from {result['history_cutoff']} on (retention {result['history_retention_days']} "
+                 "days): older ones are not migrated, V6 deletes them; they stay in V5 and in phase 4's backup."
+                 if result.get("history_cutoff") else "Readings compared in full (no retention cutoff).")
+    lines += ["", "Cells: rows in V6 / rows expected from V5 after mapping; ✗ = checksum differs.", retention, "",
               "| check | result | detail |", "|---|---|---|"]
     for c in result["checks"]:
         lines.append(f"| {c['check']} | {'pass' if c['passed'] else '**FAIL**'} | {c.get('detail') or ''} |")
