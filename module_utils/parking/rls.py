@@ -6,16 +6,40 @@ Phase 1 creates (if missing) an application role, grants it table access, enable
 tenant-scoped tables and adds one policy per table for that role. The policy reads the tenant
 with NULLIF so the '' left behind by SET LOCAL does not break the uuid cast (gotcha 46).
 Every change is recorded in the ledger with the SQL that undoes it (rollback-1).
+
+The role is an inventory choice for a V6 that sets the tenant context on every transaction;
+the real V6 at ea5b72f never does (docs/v6-contract.md) and connects as the owner. For such a
+V6 the identity tables are isolated too: ``users``, ``user_memberships`` and ``tenants`` are
+visible only for the tenant in context, the user in context (``app.current_user_id``), the
+email being logged in (``app.login_email``, the one lookup made before a user is known) or a
+platform admin - so one tenant's session cannot read another tenant's password hashes.
 """
 from .sqlfrag import LEDGER as L
 
-# tenant-scoped tables the application reads; users/user_memberships/tenants stay readable
-# before a tenant is known (login), as V6's own code needs.
+# tenant-scoped tables the application reads or writes (the real V6 also queues downlinks and
+# keeps API keys per tenant): one tenant_id policy each.
 RLS_TABLES = ("sites", "spaces", "sensor_devices", "display_devices", "gateways", "reservations",
-              "device_assignments", "sensor_readings")
+              "device_assignments", "sensor_readings", "downlink_queue", "api_keys")
 POLICY = "parking_migrate_tenant_isolation"
-CONDITION = ("tenant_id = NULLIF(current_setting('app.current_tenant_id', true), '')::uuid "
-             "OR COALESCE(NULLIF(current_setting('app.is_platform_admin', true), '')::boolean, false)")
+_TENANT = "NULLIF(current_setting('app.current_tenant_id', true), '')::uuid"
+_USER = "NULLIF(current_setting('app.current_user_id', true), '')::uuid"
+_LOGIN = "lower(NULLIF(current_setting('app.login_email', true), ''))"
+_ADMIN = "COALESCE(NULLIF(current_setting('app.is_platform_admin', true), '')::boolean, false)"
+CONDITION = f"tenant_id = {_TENANT} OR {_ADMIN}"
+# identity tables: no tenant_id of their own. No policy refers back to a table whose policy
+# refers to it (PostgreSQL rejects recursive policies): users -> user_memberships -> settings only.
+IDENTITY_CONDITIONS = {
+    "user_memberships": f"tenant_id = {_TENANT} OR user_id = {_USER} OR {_ADMIN}",
+    "tenants": (f"id = {_TENANT} OR {_ADMIN} OR id IN (SELECT m.tenant_id FROM public.user_memberships m"
+                f" WHERE m.user_id = {_USER})"),
+    "users": (f"id = {_USER} OR lower(email) = {_LOGIN} OR {_ADMIN} OR id IN (SELECT m.user_id FROM"
+              f" public.user_memberships m WHERE m.tenant_id = {_TENANT})"),
+}
+
+
+def policies():
+    """(table, condition) of every policy phase 1 makes, in creation order."""
+    return [(t, CONDITION) for t in RLS_TABLES] + list(IDENTITY_CONDITIONS.items())
 
 
 def quote_ident(cur, name):
@@ -89,7 +113,7 @@ def ensure(run, role, password=None):
                             ELSE true END) ORDER BY 1""", {"r": role}):
         run.execute(f"GRANT USAGE, SELECT ON SEQUENCE public.{seq} TO {r}")
         record(run, "grant", f"sequence {seq}", f"REVOKE USAGE, SELECT ON SEQUENCE public.{seq} FROM {r}")
-    for table in RLS_TABLES:
+    for table, condition in policies():
         if not run.scalar("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": f"public.{table}"}):
             continue
         if not run.scalar("SELECT relrowsecurity FROM pg_class WHERE oid = %(t)s::regclass", {"t": f"public.{table}"}):
@@ -99,5 +123,5 @@ def ensure(run, role, password=None):
                             "AND policyname = %(p)s", {"t": table, "p": POLICY})
         if not exists:
             run.execute(f"CREATE POLICY {POLICY} ON public.{table} FOR ALL TO {r} "
-                        f"USING ({CONDITION}) WITH CHECK ({CONDITION})")
+                        f"USING ({condition}) WITH CHECK ({condition})")
             record(run, "policy", f"{table}.{POLICY}", f"DROP POLICY IF EXISTS {POLICY} ON public.{table}")
