@@ -12,18 +12,22 @@ description:
     verified).
   - C(health) - C(GET /health) answers 200 and a version of O(expect_backend) (C(5.) or C(6.)),
     status healthy.
-  - C(login) - C(POST /api/v1/auth/login) gives a bearer token (its tenant and role are reported,
-    never the token); a request without a token is refused with 401.
-  - C(devices) and C(spaces) - the tenant's lists answer, the probe sensor is among the devices
-    and on one of the spaces, and no row of another tenant shows (unless the login is a platform
-    admin).
+  - Each backend is checked with its own contract - V5's C(/api/v1) routes; the real V6's
+    C(POST /api/auth/login) (form fields C(username), C(password)) and paged C(/api/v6) lists
+    (C(docs/v6-contract.md)).
+  - C(login) - the login route gives a bearer token (its tenant and role are reported, never the
+    token); the spaces list without a token is refused with 401.
+  - C(devices) and C(spaces) - the tenant's lists answer (every page), the probe sensor is among the
+    devices and on one of the spaces, and no row of another tenant shows (unless the login is a
+    platform admin).
   - C(reservation) - reserves one of the tenant's spaces for one minute in a window far in the
-    future that depends on the time (two runs never ask for overlapping windows; a 409 moves to
-    the run's spare window), finds it listed, cancels it. Both must succeed.
+    future that depends on the time (two runs never ask for overlapping windows; a clash moves to
+    the run's spare window), finds it listed, cancels it. Both must succeed. With O(target), the
+    reservation is then deleted, so no smoke reservation stays in the data.
   - C(websocket) (V6 only, skipped for V5, which has none) - opens C(wss://<api host>/ws?token=)
     with a standard-library RFC 6455 client (random key, masked frames), waits for C(connected),
     subscribes to C(spaces), posts a probe uplink and waits (at most O(timeout)) for a
-    C(space_update) naming the probe EUI and fCnt, for the login's tenant.
+    C(space:update) naming the probe EUI and fCnt, for the login's tenant.
   - C(webhook) - posts a ChirpStack v4 C(up) event for O(probe_dev_eui) to
     C(POST /api/v1/uplink?event=up) on the API host, as the HTTP integration does (unique
     deduplicationId, fCnt from O(probe_fcnt_base), C(data) = one occupancy byte); the API must
@@ -36,7 +40,7 @@ description:
     whichever backend answers (canary steps mix them); fails above O(error_rate_max). Not in the default list.
   - Every check is reported with C(name), C(passed), C(skipped), C(detail), C(ms) and C(facts).
     The module fails, listing the failed checks, unless every check that ran passed.
-  - Read-mostly - it writes one reservation (then cancels it) and one probe uplink per
+  - Read-mostly - it writes one reservation (then cancels and, with O(target), deletes it) and one probe uplink per
     C(websocket)/C(webhook) check, and reports C(changed=false). When C(health) finds another
     backend than O(expect_backend) on O(api_host), those three writing checks are skipped (the
     module fails on C(health)), so nothing is written to the wrong system.

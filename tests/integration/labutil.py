@@ -2,6 +2,7 @@
 import json
 import os
 import time
+from urllib.parse import urlencode
 
 import urllib3
 
@@ -13,8 +14,9 @@ SIM_PORT = int(os.environ.get("PARKING_LAB_SIM_PORT", "58081"))
 CA_FILE = os.path.join(STATE_DIR, "traefik", "certs", "ca.crt")
 
 
-def traefik(host, path, method="GET", body=None, headers=None, timeout=10):
-    """Request https://<host><path> through Traefik on 127.0.0.1, verifying the lab CA and SNI."""
+def traefik(host, path, method="GET", body=None, headers=None, timeout=10, form=None):
+    """Request https://<host><path> through Traefik on 127.0.0.1, verifying the lab CA and SNI;
+    ``body`` goes as JSON, ``form`` as an HTML form (V6's login)."""
     fqdn = f"{host}.{DOMAIN}" if host else DOMAIN
     pool = urllib3.HTTPSConnectionPool(
         "127.0.0.1", HTTPS_PORT, server_hostname=fqdn, assert_hostname=fqdn,
@@ -24,6 +26,9 @@ def traefik(host, path, method="GET", body=None, headers=None, timeout=10):
     if body is not None:
         data = json.dumps(body).encode()
         hdrs["Content-Type"] = "application/json"
+    elif form is not None:
+        data = urlencode(form).encode()
+        hdrs["Content-Type"] = "application/x-www-form-urlencoded"
     return pool.request(method, path, body=data, headers=hdrs)
 
 

@@ -1,8 +1,11 @@
 """Client traffic through Traefik for cutover tests and benchmarks (127.0.0.1 only).
 
-ApiClient: a steady rate of authenticated GETs on the api host (as the lab's ops user). A
-401 triggers one login and one retry (V5 and V6 sign tokens with their own keys, so clients
-log in again after a switch, as real ones do); a failure is a 5xx, a connection error or a 401
+ApiClient: a steady rate of authenticated GETs of the tenant's spaces on the api host (as the
+lab's ops user), in the contract of the backend that serves it (V5: JSON login on
+/api/v1/auth/login, /api/v1/spaces; V6: form login on /api/auth/login, /api/v6/spaces - see
+docs/v6-contract.md). A 401 or 404 triggers one new login, which finds the backend (V5 and V6
+sign tokens with their own keys and have their own routes, so clients log in again after a
+switch, as real ones reload), and one retry; a failure is a 5xx, a connection error, or a 401/404
 right after logging in. Every request is recorded with its time, status, latency and backend.
 """
 import json
@@ -15,10 +18,16 @@ from labutil import STATE_DIR, traefik
 
 
 class ApiClient(threading.Thread):
-    def __init__(self, rate=20.0, email="ops@verdegris.eu", password="lab-password", path="/api/v1/spaces"):
+    CONTRACTS = (  # (login path, form login?, spaces path), V6 first: the cutover's destination
+        ("/api/auth/login", True, "/api/v6/spaces"),
+        ("/api/v1/auth/login", False, "/api/v1/spaces"),
+    )
+
+    def __init__(self, rate=20.0, email="ops@verdegris.eu", password="lab-password"):
         super().__init__(daemon=True)
         self.interval = 1.0 / rate
-        self.email, self.password, self.path = email, password, path
+        self.email, self.password = email, password
+        self.path = self.CONTRACTS[-1][2]
         self.token = None
         self.records = []  # (t, status, ms, outcome)
         self.reauths = 0
@@ -37,11 +46,24 @@ class ApiClient(threading.Thread):
             self.cookies[name.strip()] = rest.split(";", 1)[0]
 
     def login(self):
-        r = traefik("api", "/api/v1/auth/login", "POST", {"email": self.email, "password": self.password}, timeout=10,
-                    headers={"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else None)
-        self._keep_cookies(r)
-        self.token = json.loads(r.data)["access_token"] if r.status == 200 else None
-        return r.status
+        """Log in with the contract of whichever backend answers (a 404 means the other one)."""
+        cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        status = None
+        for path, form, spaces in self.CONTRACTS:
+            if form:
+                r = traefik("api", path, "POST", form={"username": self.email, "password": self.password},
+                            timeout=10, headers=cookie)
+            else:
+                r = traefik("api", path, "POST", {"email": self.email, "password": self.password}, timeout=10,
+                            headers=cookie)
+            self._keep_cookies(r)
+            status = r.status
+            if status != 404:
+                self.token = json.loads(r.data)["access_token"] if status == 200 else None
+                self.path = spaces
+                return status
+        self.token = None
+        return status
 
     def one(self):
         t0 = time.time()
@@ -49,7 +71,7 @@ class ApiClient(threading.Thread):
             r = traefik("api", self.path, headers=self._headers())
             self._keep_cookies(r)
             status = r.status
-            if status == 401:
+            if status in (401, 404):
                 self.reauths += 1
                 self.login()
                 r = traefik("api", self.path, headers=self._headers())
