@@ -73,6 +73,25 @@ def drop(name):
     admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def migrated_copy(source, suffix, name):
+    """Generator for a module fixture: a V6 copy `name` migrated once from `source`
+    (allow_rejects: the seed holds rows that must be rejected), dropped afterwards."""
+    db = clone_v6(suffix, name)
+    before = checksums(db)
+    result = run_engine(source, db, allow_rejects=True, app_role="parking_v6_app")
+    conn = connect(db, autocommit=True)
+    yield {"db": db, "conn": conn, "result": result, "before": before}
+    conn.close()
+    drop(db)
+
+
+def fresh_copy(suffix, name):
+    """Generator for a function fixture: a pristine V6 copy `name`, dropped afterwards."""
+    db = clone_v6(suffix, name)
+    yield db
+    drop(db)
+
+
 def fingerprint(db, sequences=True):
     """Phase 4's fingerprint of a database: per relation, rows and a content checksum.
     sequences=False leaves sequences out (a rolled-back transaction still advances them)."""

@@ -28,21 +28,12 @@ def source():
 
 @pytest.fixture(scope="module")
 def migrated(source):
-    """A V6 copy migrated once (allow_rejects: the seed holds rows that must be rejected)."""
-    db = U.clone_v6(SUFFIX, "parking_v6_p1_m")
-    before = U.checksums(db)
-    result = U.run_engine(source, db, allow_rejects=True, app_role="parking_v6_app")
-    conn = U.connect(db, autocommit=True)
-    yield {"db": db, "conn": conn, "result": result, "before": before}
-    conn.close()
-    U.drop(db)
+    yield from U.migrated_copy(source, SUFFIX, "parking_v6_p1_m")
 
 
 @pytest.fixture
 def fresh_v6(source, request):
-    db = U.clone_v6(SUFFIX, f"parking_v6_p1_{request.node.name[5:40].lower()}")
-    yield db
-    U.drop(db)
+    yield from U.fresh_copy(SUFFIX, f"parking_v6_p1_{request.node.name[5:40].lower()}")
 
 
 def v5(sql, params=None):

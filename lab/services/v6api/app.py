@@ -1369,36 +1369,33 @@ class App:
             raise HTTPError(403, "User account is disabled")
         return row
 
-    def refresh(self, request):
-        fields = Body(json_body(request.body))
-        fields.string("refresh_token", required=True)
-        token = fields.done()["refresh_token"]
+    def _token_subject(self, token, kind, invalid, failure):
+        """(user id, tenant id) of a ``kind`` token ('access' / 'refresh'), with the real app's
+        answers: 401 ``invalid`` when it does not verify, 401 for another type, 500 ``failure``
+        when its ids are not UUIDs."""
         try:
             claims = decode_token(token, self.jwt_secret)
         except JWTError as exc:
-            raise HTTPError(401, "Invalid or expired refresh token") from exc
-        if claims.get("type") != "refresh":
+            raise HTTPError(401, invalid) from exc
+        if claims.get("type") != kind:
             raise HTTPError(401, "Invalid token type")
         try:
-            ids = str(uuid.UUID(claims.get("sub"))), str(uuid.UUID(claims.get("tenant_id")))
+            return str(uuid.UUID(claims.get("sub"))), str(uuid.UUID(claims.get("tenant_id")))
         except (TypeError, ValueError, AttributeError) as exc:
-            raise HTTPError(500, "Token refresh failed: %s" % exc) from exc
+            raise HTTPError(500, failure % exc) from exc
+
+    def refresh(self, request):
+        fields = Body(json_body(request.body))
+        fields.string("refresh_token", required=True)
+        ids = self._token_subject(fields.done()["refresh_token"], "refresh", "Invalid or expired refresh token",
+                                  "Token refresh failed: %s")
         return 200, self._tokens(self._token_user(*ids))
 
     def me(self, request):
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             raise HTTPError(401, "Not authenticated")
-        try:
-            claims = decode_token(token, self.jwt_secret)
-        except JWTError as exc:
-            raise HTTPError(401, "Invalid or expired token") from exc
-        if claims.get("type") != "access":
-            raise HTTPError(401, "Invalid token type")
-        try:
-            ids = str(uuid.UUID(claims.get("sub"))), str(uuid.UUID(claims.get("tenant_id")))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise HTTPError(500, "Failed to get user info: %s" % exc) from exc
+        ids = self._token_subject(token, "access", "Invalid or expired token", "Failed to get user info: %s")
         return 200, user_dict(self._token_user(*ids))
 
     def logout(self, request):
