@@ -153,6 +153,7 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
         INSERT INTO orphan_devices (dev_eui, first_seen, last_seen, uplink_count)
         SELECT dev_eui, first_seen AT TIME ZONE 'UTC', last_seen AT TIME ZONE 'UTC', message_count FROM bs_orphans o
         WHERE NOT EXISTS (SELECT 1 FROM sensor_devices d WHERE upper(d.dev_eui) = o.dev_eui)
+          AND NOT EXISTS (SELECT 1 FROM display_devices d WHERE upper(d.dev_eui) = o.dev_eui)
         ON CONFLICT (dev_eui) DO UPDATE SET last_seen = EXCLUDED.last_seen
         WHERE orphan_devices.last_seen < EXCLUDED.last_seen"""))
     v6_conn.rollback()

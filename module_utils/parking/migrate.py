@@ -648,10 +648,13 @@ def sync_live_state(run):
 
 
 def resolve_orphans(run):
-    """V6 orphan rows whose EUI is now a registered device are resolved (removed): V6 lists as
-    orphans the uplinks of devices it did not know. Before-images let rollback put them back."""
+    """V6 orphan rows whose EUI is now a registered sensor are resolved (removed): V6 lists as
+    orphans the uplinks of sensors it did not know. Display EUIs are left: V6's webhook consults
+    only sensor_devices (docs/v6-contract.md), so it writes an orphan row for every display frame
+    again - resolving them would change nothing and keep the gate from ever seeing a complete
+    migration while displays send. Before-images let rollback put resolved rows back."""
     registered = ("SELECT o.id FROM orphan_devices o WHERE EXISTS (SELECT 1 FROM sensor_devices d "
-                  "WHERE d.dev_eui = o.dev_eui) OR EXISTS (SELECT 1 FROM display_devices d WHERE d.dev_eui = o.dev_eui)")
+                  "WHERE d.dev_eui = o.dev_eui)")
     save_before_images(run, "orphan_devices", registered)
     run.count("orphan_devices", "resolved", run.execute(f"DELETE FROM orphan_devices WHERE id IN ({registered})"))
 

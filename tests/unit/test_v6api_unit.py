@@ -448,7 +448,8 @@ TENANT_ROW = {"user_id": USER, "email": "ops@x.eu", "role": "owner", "tenant_id"
 
 
 def bearer(tenant=TENANT, **claims):
-    token = app.jwt_encode(dict({"sub": USER, "tenant_id": tenant, "exp": int(time.time()) + 60,
+    # a day: parametrized tokens are made at collection, minutes before the test runs in a full suite
+    token = app.jwt_encode(dict({"sub": USER, "tenant_id": tenant, "exp": int(time.time()) + 86400,
                                  "type": "access"}, **claims), SECRET)
     return "Bearer " + token
 
