@@ -84,6 +84,13 @@ def rollback(tgt_conn, run_id, phase="phase1"):
                   ORDER BY row_id, seq) b
             WHERE t.id::text = b.row_id""", (tbl,))
     ex("SET LOCAL session_replication_role = origin")
+    # orphan rows V6 recorded while it served (every display frame, unknown EUIs): rollback-3 has
+    # copied them to V5 (displays excepted: V5 knows its displays); V6 goes back to its state
+    # before phase 1
+    counts["orphan_devices_recorded_by_v6"] = ex(f"""
+        DELETE FROM orphan_devices WHERE first_seen >= (SELECT min(started_at) AT TIME ZONE 'UTC' FROM {L}.runs
+                                                        WHERE phase = %s AND status = 'succeeded' AND state = 'present')""",
+                                                 (phase,))
     # rows the migration deleted (V6 orphans it resolved) come back as they were
     restored += ex(f"""
         INSERT INTO orphan_devices SELECT (jsonb_populate_record(NULL::orphan_devices, b.before)).*
