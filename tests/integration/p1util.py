@@ -45,6 +45,17 @@ def connect(db, autocommit=False):
     return conn
 
 
+def rows(db, sql, params=None):
+    """All rows of one query on database `db` (its own connection, closed after)."""
+    conn = connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
 def admin():
     p = dict(lab_pg_params(), user=ADMIN_USER, password=ADMIN_PASSWORD)
     conn = psycopg2.connect(dbname="postgres", **p)

@@ -37,27 +37,15 @@ def served(host):
 
 
 def integration_urls():
-    rows = U.connect("chirpstack")
-    try:
-        with rows.cursor() as cur:
-            cur.execute("SELECT application_id::text, kind, configuration::text FROM application_integration"
-                        " ORDER BY 1, 2")
-            return cur.fetchall()
-    finally:
-        rows.close()
+    return U.rows("chirpstack", "SELECT application_id::text, kind, configuration::text FROM application_integration"
+                                " ORDER BY 1, 2")
 
 
 def probe_traces():
-    conn = U.connect("parking_v6")
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT (SELECT count(*) FROM sensor_readings WHERE strpos(raw_payload::text,"
-                        " 'parking-migrate-readiness') > 0),"
-                        " (SELECT count(*) FROM reservations WHERE metadata->>'request_id' LIKE"
-                        " 'parking-migrate-readiness-%')")
-            return cur.fetchone()
-    finally:
-        conn.close()
+    return U.rows("parking_v6", "SELECT (SELECT count(*) FROM sensor_readings WHERE strpos(raw_payload::text,"
+                                " 'parking-migrate-readiness') > 0),"
+                                " (SELECT count(*) FROM reservations WHERE metadata->>'request_id' LIKE"
+                                " 'parking-migrate-readiness-%')")[0]
 
 
 def deploy(extra):

@@ -37,30 +37,22 @@ def as_app(db, settings):
     return run, conn
 
 
-def owner(db, sql, params=None):
-    conn = U.connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def test_every_tenant_table_of_the_real_v6_has_the_policy(v6):
-    have = {t for (t,) in owner(v6, "SELECT tablename FROM pg_policies WHERE policyname = %s", (rls.POLICY,))}
-    present = {t for (t,) in owner(v6, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    have = {t for (t,) in U.rows(v6, "SELECT tablename FROM pg_policies WHERE policyname = %s", (rls.POLICY,))}
+    present = {t for (t,) in U.rows(v6, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"downlink_queue", "users", "user_memberships", "tenants"} <= have
     assert {t for t in rls.RLS_TABLES if t in present} <= have
 
 
 def test_a_tenant_session_reads_only_its_own_users_and_memberships(v6):
-    tenant, = owner(v6, """SELECT m.tenant_id::text FROM user_memberships m GROUP BY 1
+    tenant, = U.rows(v6, """SELECT m.tenant_id::text FROM user_memberships m GROUP BY 1
                            HAVING count(*) >= 1 ORDER BY count(*) DESC LIMIT 1""")[0]
     run, conn = as_app(v6, {"app.current_tenant_id": tenant})
     try:
         users = {u for (u,) in run("SELECT id::text FROM users")}
-        members = {u for (u,) in owner(v6, "SELECT user_id::text FROM user_memberships WHERE tenant_id = %s",
+        members = {u for (u,) in U.rows(v6, "SELECT user_id::text FROM user_memberships WHERE tenant_id = %s",
                                        (tenant,))}
         assert users == members and users, "exactly the tenant's members"
         assert {t for (t,) in run("SELECT DISTINCT tenant_id::text FROM user_memberships")} == {tenant}
@@ -71,7 +63,7 @@ def test_a_tenant_session_reads_only_its_own_users_and_memberships(v6):
 
 
 def test_no_context_reads_nothing_and_a_login_lookup_sees_one_email(v6):
-    email, user = owner(v6, "SELECT email, id::text FROM users ORDER BY email LIMIT 1")[0]
+    email, user = U.rows(v6, "SELECT email, id::text FROM users ORDER BY email LIMIT 1")[0]
     run, conn = as_app(v6, {})
     try:
         assert run("SELECT count(*) FROM users") == [(0,)]
@@ -86,7 +78,7 @@ def test_no_context_reads_nothing_and_a_login_lookup_sees_one_email(v6):
         conn.close()
     run, conn = as_app(v6, {"app.current_user_id": user})
     try:
-        mine = {t for (t,) in owner(v6, "SELECT tenant_id::text FROM user_memberships WHERE user_id = %s", (user,))}
+        mine = {t for (t,) in U.rows(v6, "SELECT tenant_id::text FROM user_memberships WHERE user_id = %s", (user,))}
         assert {t for (t,) in run("SELECT tenant_id::text FROM user_memberships")} == mine
         assert {t for (t,) in run("SELECT id::text FROM tenants")} == mine
     finally:
@@ -94,7 +86,7 @@ def test_no_context_reads_nothing_and_a_login_lookup_sees_one_email(v6):
 
 
 def test_the_role_cannot_write_into_another_tenant(v6):
-    tenants = [t for (t,) in owner(v6, "SELECT id::text FROM tenants ORDER BY 1 LIMIT 2")]
+    tenants = [t for (t,) in U.rows(v6, "SELECT id::text FROM tenants ORDER BY 1 LIMIT 2")]
     run, conn = as_app(v6, {"app.current_tenant_id": tenants[0]})
     try:
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
