@@ -140,6 +140,7 @@ class Gate:
         self.results = []
         self.undo = []                 # (sql, params) run in reverse order at the end
         self.version = None
+        self._conn = None
 
     # ---- plumbing -----------------------------------------------------------------------------
 
@@ -160,8 +161,15 @@ class Gate:
         except (ValueError, UnicodeDecodeError):
             raise CheckFailed(f"{what} answered {resp.status} with no JSON body", {"exchanges": [ex]}) from None
 
+    def conn(self):
+        """One connection to the target for the whole run (closed by ``run``); each query or batch
+        of statements is its own transaction, so every read sees what V6 has committed by then."""
+        if self._conn is None or self._conn.closed:
+            self._conn = self.db_factory()
+        return self._conn
+
     def query(self, sql, params=None):
-        conn = self.db_factory()
+        conn = self.conn()
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -169,18 +177,20 @@ class Gate:
                 rows = [dict(zip(cols, r)) for r in cur.fetchall()]
             conn.commit()
             return rows
-        finally:
-            conn.close()
+        except Exception:
+            conn.rollback()
+            raise
 
     def execute(self, statements):
-        conn = self.db_factory()
+        conn = self.conn()
         try:
             with conn.cursor() as cur:
                 for sql, params in statements:
                     cur.execute(sql, params)
             conn.commit()
-        finally:
-            conn.close()
+        except Exception:
+            conn.rollback()
+            raise
 
     def record(self, name, fn):
         started = time.monotonic()
@@ -559,5 +569,10 @@ def failure_message(result):
 
 def run(params, db_factory, clock=time.time):
     opts = normalise_options(params)
-    result = Gate(opts, db_factory, clock).run()
+    gate = Gate(opts, db_factory, clock)
+    try:
+        result = gate.run()
+    finally:
+        if gate._conn is not None:
+            gate._conn.close()
     return scrub(result, [opts["jwt_secret"], opts["login_password"]])
