@@ -43,8 +43,26 @@ description:
   - "Readings older than the run's time minus O(history_retention_days) are not migrated (V6's
     cleanup deletes C(sensor_readings) older than 90 days); they stay in V5 and in phase 4's backup
     and are counted in C(sensor_readings.skipped_retention). The gate applies the same cutoff."
-  - One transaction on the target, so any error rolls everything back. A PostgreSQL advisory lock
-    keeps two runs apart.
+  - One transaction on the target, so any error rolls everything back, sequences included
+    (C(state_changes_id_seq) moves by the transactional C(ALTER SEQUENCE ... RESTART); check mode and a
+    failed run leave it where it was, rollback-1 restores last_value and is_called exactly). A
+    PostgreSQL advisory lock, taken before any ledger DDL, keeps two runs apart.
+  - "V6's edits win. For what phase 1 keeps in step with V5 after the first run (a device's space link,
+    a space's state, a reservation's status) the ledger (C(row_state)) holds the V5 value last carried
+    and the V6 value last written. A re-run or a delta applies a V5 change only when V6 still holds what
+    the tool wrote; when V6 changed it too, V6's value stays and the conflict is listed in
+    RV(decisions) (C(conflict_v6_kept)). A value V5 did not change is never rewritten, so V6's own edits
+    (a sensor moved to another space, a status changed) survive every re-run. Names, tenants' and
+    sites' attributes and rows V6 had are never rewritten; assignment rows are written only for the
+    links a run applies."
+  - "Placement rule: a device linked from several live V5 spaces (by EUI or by the old id column, of
+    one tenant or several) is placed on one, chosen in this order: linked by EUI and id, then by EUI
+    (V5's router links by EUI; an id alone is often stale), then the most recently updated space,
+    then the lowest space id. Every such device is in RV(decisions) (C(placed_by_rule)) with the space
+    chosen and each space that loses it, with its tenant."
+  - "Reservations on soft-deleted V5 spaces are not migrated (they would become live C(active) rows on a
+    deleted space): each is skipped with its reason (RV(decisions) C(not_migrated), count
+    C(reservations.skipped)). Devices linked only from soft-deleted spaces are unplaced (C(unplaced))."
 options:
   state:
     description: C(present) migrates; C(absent) rolls phase 1 back from the ledger (V5 is not read).
@@ -96,6 +114,17 @@ options:
   progress_log:
     description: Append one line per step (with rows/s for history) to this file, for C(tail -f).
     type: path
+  gate:
+    description:
+      - Run the independent oracle (module_utils C(parking/oracle.py)) inside the run's transaction,
+        after every write and before the commit. It computes from V5, by its own path written from
+        the mapping reference, what V6 must hold per tenant (tenants, users by lower(email),
+        memberships, sites, spaces, device EUIs with tenant and space, reservations with window,
+        status class and user, readings per device, state changes per space) and compares.
+      - Any difference fails the run and nothing is committed, in check mode too. Turn off only to
+        investigate; M(parking_migration_verify) runs the same oracle again on the committed state.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - parking.source
   - parking.target
@@ -184,6 +213,27 @@ executed_queries:
   type: list
   elements: str
   sample: ["CREATE TEMP TABLE stg_tenants (...) ON COMMIT DROP"]
+decisions:
+  description:
+    - What an operator must see, per V5 row (first 1000); kinds C(v6_name_kept) (a matched tenant keeps
+      V6's name), C(placed_by_rule), C(unplaced) (with why), C(not_migrated) (a skip with its reason),
+      C(conflict_v6_kept), C(tenant_changed) (V5 moved a device to another tenant after phase 1).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"entity": "reservations", "v5_id": "7e32...", "decision": "not_migrated",
+            "detail": "reservation 7e32... is on V5 space 660d..., soft-deleted at ...: not migrated"}]
+decision_counts:
+  description: Decisions per kind and entity.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"decision": "placed_by_rule", "entity": "sensor_devices", "count": 1}]
+gate:
+  description: The in-run oracle's result (passed, differences, per_tenant, v6_edits_kept).
+  returned: when O(gate=true)
+  type: dict
+  sample: {"passed": true, "differences": [], "per_tenant": {"7723...": {"sensor_devices": {"expected": 4, "found": 4}}}}
 tenant_is_active_differences:
   description: Tenants V6 already had whose C(is_active) differs from V5's; V6's value is kept.
   returned: success
@@ -211,7 +261,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connection_option
-from ansible.module_utils.parking.errors import ParkingError, RejectsPresent, SchemaMismatch
+from ansible.module_utils.parking.errors import GateFailed, ParkingError, RejectsPresent, SchemaMismatch
 from ansible.module_utils.parking import migrate, rollback
 from ansible.module_utils.parking.session import Progress, require_uuid, transactional, write_json
 
@@ -231,6 +281,7 @@ def argument_spec():
         app_role_password=dict(type="str", no_log=True),
         report_path=dict(type="path"),
         progress_log=dict(type="path"),
+        gate=dict(type="bool", default=True),
     )
 
 
@@ -252,9 +303,14 @@ def main():
                                        app_role=p["app_role"] or None, app_role_password=p["app_role_password"],
                                        progress=progress,
                                        history_retention_days=p["history_retention_days"],
-                                       anonymous_user_email=p["anonymous_user_email"])
+                                       anonymous_user_email=p["anonymous_user_email"],
+                                       gate=migrate.oracle_gate if p["gate"] else None)
             result = transactional(p["target"], run, module.check_mode, sources=[(p["source"], "source")],
                                    mode=p["mode"])
+    except GateFailed as exc:
+        res = exc.result
+        module.fail_json(msg=str(exc), run_id=getattr(exc, "run_id", None), gate=res.get("gate"),
+                         counts=res.get("counts"), decisions=res.get("decisions"), progress=progress.lines)
     except RejectsPresent as exc:
         module.fail_json(msg=str(exc), run_id=getattr(exc, "run_id", None), rejects=exc.rejects.get("rejects"),
                          counts=exc.rejects.get("counts"), progress=progress.lines)

@@ -39,3 +39,11 @@ class VerificationFailed(ParkingError):
     def __init__(self, message, failed):
         super().__init__(message)
         self.failed = failed
+
+
+class GateFailed(ParkingError):
+    """The in-run gate found V6 differing from what V5 says it must hold; the run is rolled back."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result

@@ -6,6 +6,11 @@ before_images the V6 rows the tool updated, as they were (restored by rollback)
 rejects       V5 rows that could not be placed, with the reason
 objects       database objects the tool created or altered, with the SQL that undoes them
 history_ranges  id ranges of V5 history copied with their ids kept (state_changes), bulk path
+row_state     per V6 row the tool keeps in step with V5 (device link, space state, reservation
+              status): the V5 value it last carried and the V6 value it last wrote. A re-run
+              applies a V5 change only when V6 still holds what the tool wrote (V6's edits win)
+decisions     per run, what an operator must see: rows skipped and why, devices placed by rule
+              or left unplaced, V6 names kept, conflicts where V6 won
 
 Every run holds a transaction-level advisory lock on the target, so two runs never overlap.
 """
@@ -62,6 +67,23 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.history_ranges (
     lo       bigint NOT NULL,
     hi       bigint NOT NULL
 );
+CREATE TABLE IF NOT EXISTS {SCHEMA}.row_state (
+    entity   text NOT NULL,
+    v6_id    text NOT NULL,
+    v5_sig   text,
+    v6_sig   text,
+    run_id   uuid NOT NULL,
+    PRIMARY KEY (entity, v6_id)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.decisions (
+    seq      bigserial PRIMARY KEY,
+    run_id   uuid NOT NULL,
+    entity   text NOT NULL,
+    v5_id    text,
+    decision text NOT NULL,
+    detail   text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_run ON {SCHEMA}.decisions (run_id);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.objects (
     seq      bigserial PRIMARY KEY,
     run_id   uuid NOT NULL,

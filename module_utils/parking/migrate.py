@@ -17,9 +17,9 @@ rollback removes them anyway.
 import json
 import time
 
-from . import ledger, mapping, rls, schema, sqlfrag as F, staging
+from . import ledger, mapping, oracle, rls, schema, sqlfrag as F, staging
 from . import pgcopy
-from .errors import ConfigError, ParkingError, RejectsPresent
+from .errors import ConfigError, GateFailed, ParkingError, RejectsPresent
 
 PHASE = "phase1"
 L = F.LEDGER
@@ -91,10 +91,24 @@ def record_plan(run, entity):
         INSERT INTO {L}.rejects (run_id, entity, v5_id, reason)
         SELECT %(run)s, '{entity}', v5_id, reason FROM m_{entity} WHERE action = 'reject'
         ON CONFLICT DO NOTHING""")
+    run.execute(f"""
+        INSERT INTO {L}.decisions (run_id, entity, v5_id, decision, detail)
+        SELECT %(run)s, '{entity}', v5_id, 'not_migrated', reason FROM m_{entity}
+        WHERE action = 'skip' AND reason IS NOT NULL""")
     for action, n in run.rows(f"SELECT action, count(*) FROM m_{entity} GROUP BY action"):
         key = {"insert": "inserted", "match": "matched", "mapped": "already_migrated",
                "reject": "rejected", "skip": "skipped"}[action]
         run.count(entity, key, n)
+
+
+def decide(run, entity, decision, select_sql):
+    """Record decisions (v5_id, detail) from a SELECT for this run; returns how many."""
+    n = run.execute(f"""INSERT INTO {L}.decisions (run_id, entity, v5_id, decision, detail)
+                        SELECT %(run)s, '{entity}', d.v5_id, '{decision}', d.detail
+                        FROM ({select_sql}) d(v5_id, detail)""")
+    if n:
+        run.count(entity, decision, n)
+    return n
 
 
 def plan(run, entity, select_sql):
@@ -152,6 +166,11 @@ def migrate_tenants(run):
                                        "v6_is_active": v6_active})
     if run.tenant_differences:
         run.count("tenants", "is_active_differs", len(run.tenant_differences))
+    decide(run, "tenants", "v6_name_kept", """
+        SELECT m.v5_id, 'V6 tenant ' || t.id || ' (slug ' || t.slug || ') keeps its name ' || quote_literal(t.name)
+               || '; V5 calls it ' || quote_literal(m.name)
+        FROM m_tenants m JOIN tenants t ON t.id = m.v6_id
+        WHERE m.action IN ('match', 'mapped') AND t.name IS DISTINCT FROM m.name""")
 
 
 def migrate_users(run):
@@ -347,6 +366,7 @@ def migrate_spaces(run):
                deleted_at, site_v6, {state}, name
         FROM m_spaces WHERE action = 'insert'""")
     record_plan(run, "spaces")
+    remember(run, "spaces", "m.state", "t.current_state", "m.action IN ('insert', 'match')")
 
 
 DEVICE_KINDS = {"sensor_devices": ("sensor", "sensor_eui", "sensor_device_id"),
@@ -361,22 +381,30 @@ def migrate_devices(run, table):
         CREATE TEMP TABLE cand_{table} ON COMMIT DROP AS
         SELECT d.id AS dev_id, sp.id AS space_v5, sp.created_at AS space_created, sp.deleted_at,
                sp.updated_at, ({F.eui('sp.' + eui_col)} = {F.eui('d.dev_eui')}) IS TRUE AS by_eui,
-               (sp.{fk_col} = d.id) IS TRUE AS by_fk
+               (sp.{fk_col} = d.id) IS TRUE AS by_fk, st.tenant_id AS site_tenant
         FROM stg_{table} d JOIN stg_spaces sp
-          ON ({F.eui('sp.' + eui_col)} = {F.eui('d.dev_eui')}) OR sp.{fk_col} = d.id""")
+          ON ({F.eui('sp.' + eui_col)} = {F.eui('d.dev_eui')}) OR sp.{fk_col} = d.id
+        LEFT JOIN stg_sites st ON st.id = sp.site_id""")
     plan(run, table, f"""
         WITH pick AS (
             SELECT DISTINCT ON (dev_id) dev_id, space_v5, space_created, count(*) OVER (PARTITION BY dev_id) AS n_live
             FROM cand_{table} WHERE deleted_at IS NULL
             ORDER BY dev_id, (by_eui AND by_fk) DESC, by_eui DESC, updated_at DESC NULLS LAST, space_v5),
+        ten AS (
+            SELECT c.dev_id, count(DISTINCT c.site_tenant) AS n_tenants,
+                   string_agg(c.space_v5::text || ' (V5 tenant ' || coalesce(c.site_tenant::text, '?') || ')', ', '
+                              ORDER BY c.space_v5) FILTER (WHERE c.space_v5 <> p.space_v5) AS losing_spaces
+            FROM cand_{table} c JOIN pick p ON p.dev_id = c.dev_id WHERE c.deleted_at IS NULL GROUP BY c.dev_id),
         c AS (
             SELECT s.*, {F.eui('s.dev_eui')} AS eui, prev.v6_id::uuid AS prev_id,
                    p.space_v5, p.n_live, p.space_created, msp.v6_id::uuid AS space_v6, sp6.tenant_id AS space_tenant,
+                   coalesce(ten.n_tenants, 0) AS n_tenants, ten.losing_spaces,
                    (SELECT count(*) FROM cand_{table} x WHERE x.dev_id = s.id AND x.deleted_at IS NOT NULL)
                        AS n_deleted,
                    EXISTS (SELECT 1 FROM {table} x WHERE x.id = s.id) AS id_taken
             FROM stg_{table} s {F.prev_join(table)}
             LEFT JOIN pick p ON p.dev_id = s.id
+            LEFT JOIN ten ON ten.dev_id = s.id
             {F.mapped('spaces', 'msp', 'p.space_v5')}
             LEFT JOIN spaces sp6 ON sp6.id = msp.v6_id::uuid),
         d AS (
@@ -416,6 +444,19 @@ def migrate_devices(run, table):
                device_type, manufacturer, device_model
         FROM m_{table} WHERE action = 'insert'""")
     record_plan(run, table)
+    decide(run, table, "placed_by_rule", f"""
+        SELECT v5_id, '{kind} ' || eui || ' is linked from ' || n_live || ' live V5 spaces of ' || n_tenants
+               || ' tenant(s): placed on V5 space ' || space_v5 || ' (tenant ' || coalesce(tenant_v6::text, '?')
+               || ') by the rule (EUI and id link, then EUI link, then the most recently updated space, then '
+               || 'the lowest space id); losing it: ' || losing_spaces
+        FROM m_{table} WHERE action <> 'reject' AND n_live > 1""")
+    decide(run, table, "unplaced", f"""
+        SELECT v5_id, '{kind} ' || eui || ': ' || CASE
+                   WHEN coalesce(n_live, 0) = 0 AND n_deleted > 0
+                   THEN 'linked only from soft-deleted V5 spaces'
+                   WHEN space_v5 IS NOT NULL THEN 'its V5 space ' || space_v5 || ' was not migrated'
+                   ELSE 'no live V5 space links it' END || ': platform tenant, unassigned'
+        FROM m_{table} WHERE action <> 'reject' AND NOT linked AND eui IS NOT NULL""")
     for v5_id, eui, n_live, n_deleted, space_v5 in run.rows(f"""
             SELECT v5_id, eui, n_live, n_deleted, space_v5 FROM m_{table}
             WHERE action <> 'reject' AND (n_live > 1 OR (coalesce(n_live, 0) = 0 AND n_deleted > 0))"""):
@@ -438,20 +479,62 @@ def save_before_images(run, table, ids_sql):
           AND NOT EXISTS (SELECT 1 FROM {L}.before_images b WHERE b.tbl = '{table}' AND b.row_id = t.id::text)""")
 
 
+def remember(run, entity, v5_sig, v6_sig, where):
+    """row_state of the V6 rows of m_<entity> matching `where`: the V5 value carried, the V6 value
+    now (what the tool wrote or found). A later run applies a V5 change only while V6 still holds
+    that V6 value; otherwise the change is V6's and wins."""
+    run.execute(f"""
+        INSERT INTO {L}.row_state (entity, v6_id, v5_sig, v6_sig, run_id)
+        SELECT DISTINCT ON (t.id) '{entity}', t.id::text, ({v5_sig})::text, coalesce(({v6_sig})::text, ''), %(run)s
+        FROM m_{entity} m JOIN {entity} t ON t.id = m.v6_id WHERE {where}
+        ORDER BY t.id
+        ON CONFLICT (entity, v6_id) DO UPDATE SET v5_sig = EXCLUDED.v5_sig, v6_sig = EXCLUDED.v6_sig,
+                                                  run_id = EXCLUDED.run_id""")
+
+
+def link_plan(run, table):
+    """Per placed-or-not device, what this run does with its link (lp_<table>.decision):
+    apply (first contact, or V5 changed it and V6 still holds what the tool wrote), keep (V5
+    unchanged: V6's value stays, edited or not), conflict (both changed: V6 wins, reported),
+    tenant_changed (V5 moved it to another tenant: V6 has no such move, the gate reports it)."""
+    v5_sig = "coalesce(CASE WHEN m.linked THEN m.space_v6::text END, '')"
+    run.execute(f"""
+        CREATE TEMP TABLE lp_{table} ON COMMIT DROP AS
+        SELECT m.v6_id AS dev_v6, m.v5_id, m.eui, m.linked, m.space_v6,
+               {F.utc_naive('coalesce(m.space_created, m.created_at)')} AS assigned_at,
+               {v5_sig} AS v5_sig, coalesce(d.assigned_space_id::text, '') AS v6_now,
+               CASE WHEN m.action IN ('insert', 'match') OR rs.v6_id IS NULL THEN 'apply'
+                    WHEN rs.v5_sig = {v5_sig} THEN 'keep'
+                    WHEN m.linked AND m.space_tenant IS DISTINCT FROM d.tenant_id THEN 'tenant_changed'
+                    WHEN rs.v6_sig = coalesce(d.assigned_space_id::text, '') THEN 'apply'
+                    ELSE 'conflict' END AS decision
+        FROM m_{table} m JOIN {table} d ON d.id = m.v6_id
+        LEFT JOIN {L}.row_state rs ON rs.entity = '{table}' AND rs.v6_id = m.v6_id::text
+        WHERE m.action IN ('insert', 'match', 'mapped')""")
+
+
 def link_spaces(run):
-    """Both directions of every placed device's link: spaces.<kind>_device_id and assigned_space_id."""
+    """Both directions of every placed device's link: spaces.<kind>_device_id and assigned_space_id,
+    where link_plan says apply. A device V5 moved leaves its old space (both columns cleared)."""
     for table, (kind, eui_col, fk_col) in DEVICE_KINDS.items():
-        want = (f"SELECT space_v6, v6_id AS dev_v6, eui, {F.utc_naive('coalesce(space_created, created_at)')} "
-                f"AS assigned_at FROM m_{table} WHERE linked AND action IN ('insert', 'match', 'mapped')")
+        link_plan(run, table)
+        want = f"SELECT space_v6, dev_v6, eui, assigned_at FROM lp_{table} WHERE linked AND decision = 'apply'"
         # a sensor EUI another space holds cannot be set (V6 unique_sensor_eui): reject that link
-        conflict = ("EXISTS (SELECT 1 FROM spaces o WHERE o.sensor_eui = w.eui AND o.id <> w.space_v6)"
-                    if kind == "sensor" else "false")
+        conflict = ("EXISTS (SELECT 1 FROM spaces o WHERE o.sensor_eui = w.eui AND o.id <> w.space_v6 "
+                    f"AND o.{fk_col} IS DISTINCT FROM w.dev_v6)" if kind == "sensor" else "false")
         run.execute(f"""
             INSERT INTO {L}.rejects (run_id, entity, v5_id, reason)
             SELECT %(run)s, 'space_links', w.space_v6::text || ':{kind}',
                    'space ' || w.space_v6 || ' cannot take {kind} EUI ' || w.eui || ': another V6 space holds it'
             FROM ({want}) w WHERE {conflict} ON CONFLICT DO NOTHING""")
         run.count("space_links", "rejected", run.cur.rowcount)
+        # the spaces that hold an applied device elsewhere let go of it (V5 moved or unplaced it)
+        left = (f"SELECT s.id FROM spaces s JOIN lp_{table} w ON s.{fk_col} = w.dev_v6 "
+                f"WHERE w.decision = 'apply' AND s.id IS DISTINCT FROM (CASE WHEN w.linked THEN w.space_v6 END)")
+        save_before_images(run, "spaces", left)
+        n = run.execute(f"UPDATE spaces SET {fk_col} = NULL, {eui_col} = NULL WHERE id IN ({left})")
+        if n:
+            run.count("space_links", f"{kind}_spaces_unlinked", n)
         differs = (f"SELECT w.space_v6 FROM ({want}) w JOIN spaces s ON s.id = w.space_v6 "
                    f"WHERE NOT {conflict} AND (s.{fk_col} IS DISTINCT FROM w.dev_v6 "
                    f"OR s.{eui_col} IS DISTINCT FROM w.eui)")
@@ -469,13 +552,49 @@ def link_spaces(run):
                    status = 'assigned', lifecycle_state = 'operational'
             FROM ({want}) w WHERE d.id = w.dev_v6 AND d.assigned_space_id IS DISTINCT FROM w.space_v6""")
         run.count("space_links", f"{kind}_devices_linked", n)
+        gone = (f"SELECT d.id FROM {table} d JOIN lp_{table} w ON w.dev_v6 = d.id "
+                f"WHERE w.decision = 'apply' AND NOT w.linked AND d.assigned_space_id IS NOT NULL")
+        save_before_images(run, table, gone)
+        n = run.execute(f"""UPDATE {table} SET assigned_space_id = NULL, assigned_at = NULL, status = 'unassigned'
+                            WHERE id IN ({gone})""")
+        if n:
+            run.count("space_links", f"{kind}_devices_unlinked", n)
+        run.execute(f"""
+            INSERT INTO {L}.row_state (entity, v6_id, v5_sig, v6_sig, run_id)
+            SELECT DISTINCT ON (w.dev_v6) '{table}', w.dev_v6::text, w.v5_sig,
+                   coalesce(d.assigned_space_id::text, ''), %(run)s
+            FROM lp_{table} w JOIN {table} d ON d.id = w.dev_v6 WHERE w.decision = 'apply' ORDER BY w.dev_v6
+            ON CONFLICT (entity, v6_id) DO UPDATE SET v5_sig = EXCLUDED.v5_sig, v6_sig = EXCLUDED.v6_sig,
+                                                      run_id = EXCLUDED.run_id""")
+        # both changed: V6 wins; V5's new value is noted so the conflict is reported once
+        decide(run, table, "conflict_v6_kept", f"""
+            SELECT v5_id, '{kind} ' || eui || ': V5 now places it on ' || coalesce(nullif(v5_sig, ''), 'no space')
+                   || ', V6 moved it to ' || coalesce(nullif(v6_now, ''), 'no space')
+                   || ' after phase 1: V6 kept' FROM lp_{table} WHERE decision = 'conflict'""")
+        run.execute(f"""UPDATE {L}.row_state r SET v5_sig = w.v5_sig FROM lp_{table} w
+                        WHERE w.decision = 'conflict' AND r.entity = '{table}' AND r.v6_id = w.dev_v6::text""")
+        decide(run, table, "tenant_changed", f"""
+            SELECT v5_id, '{kind} ' || eui || ': V5 moved it to space ' || space_v6 || ' of another tenant since '
+                   || 'the last run; V6 has no such move (devices keep their tenant): not applied'
+            FROM lp_{table} WHERE decision = 'tenant_changed'""")
 
 
 def migrate_assignments(run):
-    """device_assignments from V5's links: one open row per current link, a closed one per link
-    that only a soft-deleted space still holds (assignment history)."""
+    """device_assignments from V5's links, for the devices whose link this run applied: one open row
+    per current link, a closed one per link that only a soft-deleted space still holds (assignment
+    history). A device V5 moved closes the open rows the tool wrote for its old space."""
     total = 0
     for table, (kind, _, _) in DEVICE_KINDS.items():
+        closed = run.execute(f"""
+            UPDATE device_assignments a SET unassigned_at = %(now)s::timestamptz AT TIME ZONE 'UTC',
+                   unassignment_reason = 'moved in V5 (parking-migrate)'
+            FROM lp_{table} w
+            WHERE w.decision = 'apply' AND a.device_id = w.dev_v6 AND a.unassigned_at IS NULL
+              AND a.space_id IS DISTINCT FROM (CASE WHEN w.linked THEN w.space_v6 END)
+              AND EXISTS (SELECT 1 FROM {L}.id_map i WHERE i.entity = 'device_assignments'
+                          AND i.action = 'inserted' AND i.v6_id = a.id::text)""")
+        if closed:
+            run.count("device_assignments", "closed", closed)
         key = f"'{kind}:' || m.v5_id || ':' || c.space_v5"
         total += run.execute(f"""
             WITH rows AS (
@@ -485,6 +604,7 @@ def migrate_assignments(run):
                        CASE WHEN c.deleted_at IS NOT NULL THEN {F.utc_naive('c.deleted_at')} END AS unassigned_at,
                        CASE WHEN c.deleted_at IS NOT NULL THEN 'V5 space soft-deleted' END AS unassignment_reason
                 FROM m_{table} m JOIN cand_{table} c ON c.dev_id = m.id
+                JOIN lp_{table} w ON w.dev_v6 = m.v6_id AND w.decision = 'apply'
                 {F.mapped('spaces', 'ms', 'c.space_v5')}
                 JOIN spaces sp ON sp.id = ms.v6_id::uuid
                 WHERE m.action IN ('insert', 'match', 'mapped')
@@ -496,7 +616,8 @@ def migrate_assignments(run):
                        'migrated from V5 by parking-migrate', unassignment_reason FROM rows
                 ON CONFLICT (id) DO NOTHING RETURNING id)
             INSERT INTO {L}.id_map (entity, v5_id, v6_id, action, run_id)
-            SELECT 'device_assignments', id::text, id::text, 'inserted', %(run)s FROM ins""")
+            SELECT 'device_assignments', id::text, id::text, 'inserted', %(run)s FROM ins
+            ON CONFLICT (entity, v5_id) DO NOTHING""")
     run.count("device_assignments", "inserted", total)
 
 
@@ -509,15 +630,24 @@ def migrate_reservations(run):
             SELECT s.*, prev.v6_id::uuid AS prev_id, ms.v6_id::uuid AS space_v6, sp.tenant_id AS tenant_v6,
                    (SELECT min(u.id::text)::uuid FROM users u WHERE lower(u.email) = lower(s.user_email)
                     HAVING count(*) = 1) AS user_v6,
-                   EXISTS (SELECT 1 FROM reservations x WHERE x.id = s.id) AS id_taken
+                   EXISTS (SELECT 1 FROM reservations x WHERE x.id = s.id) AS id_taken,
+                   sp5.deleted_at AS space_deleted_at
             FROM stg_reservations s {F.prev_join('reservations')} {F.mapped('spaces', 'ms', 's.space_id')}
-            LEFT JOIN spaces sp ON sp.id = ms.v6_id::uuid)
+            LEFT JOIN spaces sp ON sp.id = ms.v6_id::uuid
+            LEFT JOIN stg_spaces sp5 ON sp5.id = s.space_id)
         SELECT c.*, id::text AS v5_id,
             CASE WHEN prev_id IS NOT NULL THEN prev_id WHEN id_taken THEN {F.derived('reservations', 'id')}
                  ELSE id END AS v6_id,
             CASE {prev_state('reservations', 'reservations')}
+                 WHEN space_deleted_at IS NOT NULL THEN 'skip'
                  WHEN space_v6 IS NULL THEN 'reject' ELSE 'insert' END AS action,
-            CASE {PREV_REASON} WHEN space_v6 IS NULL THEN 'its space was not migrated' END AS reason,
+            CASE {PREV_REASON}
+                 WHEN space_deleted_at IS NOT NULL
+                 THEN 'reservation ' || id || ' (' || start_time || ' - ' || end_time || ', V5 status '
+                      || coalesce(status, 'none') || ') is on V5 space ' || space_id || ', soft-deleted at '
+                      || space_deleted_at || ': not migrated as a live reservation (it stays in V5 and in '
+                      || 'phase 4''s backup)'
+                 WHEN space_v6 IS NULL THEN 'its space was not migrated' END AS reason,
             {status} AS status_v6, {F.reservation_status("status")} AS status_open
         FROM c""")
     anonymous = None
@@ -531,6 +661,7 @@ def migrate_reservations(run):
                coalesce(created_at, now()), coalesce(updated_at, now()), tenant_v6, coalesce(user_v6, %(anon)s::uuid)
         FROM m_reservations WHERE action = 'insert'""", dict(run.params, anon=anonymous))
     record_plan(run, "reservations")
+    remember(run, "reservations", "m.status", "t.status", "m.action = 'insert'")
     for key, cond in (("ended_closed", "status_v6 <> status_open"), ("anonymous_user", "user_v6 IS NULL")):
         n = run.scalar(f"SELECT count(*) FROM m_reservations WHERE action = 'insert' AND {cond}")
         if n:
@@ -598,19 +729,58 @@ def migrate_orphans(run):
     record_plan(run, "orphan_devices")
 
 
+def guarded(run, entity, v5_sig, v6_sig, differs, legacy):
+    """TEMP table g_<entity>: per mapped row, apply | keep | same | conflict for a V5 value the tool
+    keeps in step (row_state): V5 unchanged since the last run -> keep (V6's value stays, edited or
+    not); V5 changed and V6 still holds what the tool wrote -> apply; both changed -> conflict, V6
+    wins. Rows with no row_state yet (an earlier version's runs) follow `legacy`."""
+    run.execute(f"""
+        CREATE TEMP TABLE g_{entity} ON COMMIT DROP AS
+        SELECT DISTINCT ON (t.id) t.id, m.v5_id, ({v5_sig})::text AS v5_sig, coalesce(({v6_sig})::text, '') AS v6_now,
+               rs.v6_id IS NOT NULL AS known,
+               CASE WHEN rs.v6_id IS NULL THEN CASE WHEN {legacy} AND {differs} THEN 'apply' ELSE 'keep' END
+                    WHEN rs.v5_sig IS NOT DISTINCT FROM ({v5_sig})::text THEN 'keep'
+                    WHEN NOT {differs} THEN 'same'
+                    WHEN rs.v6_sig IS NOT DISTINCT FROM coalesce(({v6_sig})::text, '') THEN 'apply'
+                    ELSE 'conflict' END AS decision
+        FROM m_{entity} m JOIN {entity} t ON t.id = m.v6_id
+        LEFT JOIN {L}.row_state rs ON rs.entity = '{entity}' AND rs.v6_id = t.id::text
+        WHERE m.action = 'mapped' ORDER BY t.id, m.v5_id""")
+    return f"SELECT id FROM g_{entity} WHERE decision = 'apply'"
+
+
+def settle(run, entity, v6_sig, label):
+    """After a guarded sync: row_state follows what was applied (or first recorded); a conflict is
+    reported once (V5's new value noted, the V6 value the tool wrote kept for the gate)."""
+    run.execute(f"""
+        INSERT INTO {L}.row_state (entity, v6_id, v5_sig, v6_sig, run_id)
+        SELECT '{entity}', g.id::text, g.v5_sig, coalesce(({v6_sig})::text, ''), %(run)s
+        FROM g_{entity} g JOIN {entity} t ON t.id = g.id
+        WHERE g.decision IN ('apply', 'same') OR NOT g.known
+        ON CONFLICT (entity, v6_id) DO UPDATE SET v5_sig = EXCLUDED.v5_sig, v6_sig = EXCLUDED.v6_sig,
+                                                  run_id = EXCLUDED.run_id""")
+    decide(run, entity, "conflict_v6_kept", f"""
+        SELECT v5_id, '{label} ' || id || ': V5 changed it to ' || quote_literal(v5_sig) || ' and V6 to '
+               || quote_literal(v6_now) || ' since the last run: V6 kept' FROM g_{entity} WHERE decision = 'conflict'""")
+    run.execute(f"""UPDATE {L}.row_state r SET v5_sig = g.v5_sig FROM g_{entity} g
+                    WHERE g.decision = 'conflict' AND r.entity = '{entity}' AND r.v6_id = g.id::text""")
+
+
 def sync_live_state(run):
     """What V5 keeps updating while live: a space's state, a device's last uplink, a reservation's
-    status. Applied per row when V5's row is newer than V6's (updated_at), so once V6 is the
-    writer its changes are never overwritten by older V5 data. Before-images keep rollback exact."""
+    status. A space's state and a reservation's status follow V5 only while V6 still holds what
+    the tool wrote (guarded: V6's edits win, a conflict is reported); a device's last uplink only
+    moves forward. Before-images keep rollback exact."""
     state = F.space_state("m.state")
     newer = "m.updated_at > coalesce(t.updated_at, '-infinity')"
-    targets = (f"SELECT t.id FROM spaces t JOIN m_spaces m ON m.v6_id = t.id WHERE m.action = 'mapped' "
-               f"AND {newer} AND (t.state IS DISTINCT FROM m.state OR t.current_state IS DISTINCT FROM {state})")
+    targets = guarded(run, "spaces", "m.state", "t.current_state",
+                      f"(t.state IS DISTINCT FROM m.state OR t.current_state IS DISTINCT FROM {state})", newer)
     save_before_images(run, "spaces", targets)
     run.count("spaces", "state_synced", run.execute(f"""
         UPDATE spaces t SET state = m.state, current_state = {state},
                state_changed_at = {F.utc_naive('m.updated_at')}
         FROM m_spaces m WHERE t.id IN ({targets}) AND m.v6_id = t.id"""))
+    settle(run, "spaces", "t.current_state", "space")
     for table in DEVICE_KINDS:
         seen = (f"SELECT t.id FROM {table} t JOIN m_{table} m ON m.v6_id = t.id WHERE m.action = 'mapped' "
                 f"AND {F.utc_naive('m.last_seen_at')} > coalesce(t.last_seen_at, '-infinity')")
@@ -619,8 +789,7 @@ def sync_live_state(run):
             UPDATE {table} t SET last_seen_at = {F.utc_naive('m.last_seen_at')}
             FROM m_{table} m WHERE t.id IN ({seen}) AND m.v6_id = t.id"""))
     status = F.reservation_status("m.status", "m.end_time")
-    changed = (f"SELECT t.id FROM reservations t JOIN m_reservations m ON m.v6_id = t.id WHERE m.action = 'mapped' "
-               f"AND {newer} AND t.status IS DISTINCT FROM {status}")
+    changed = guarded(run, "reservations", "m.status", "t.status", f"t.status IS DISTINCT FROM {status}", newer)
     save_before_images(run, "reservations", changed)
     run.count("reservations", "status_synced", run.execute(f"""
         UPDATE reservations t SET status = {status},
@@ -632,10 +801,15 @@ def sync_live_state(run):
              f"AND t.status = {ongoing} AND t.end_time <= %(now)s::timestamptz "
              f"AND {F.reservation_status('m.status')} = {ongoing}")
     save_before_images(run, "reservations", ended)
-    n = run.execute(f"""UPDATE reservations t SET status = {mapping.sql_literal(mapping.RESERVATION_ENDED_STATUS)}
-                        WHERE t.id IN ({ended})""")
-    if n:
-        run.count("reservations", "ended_closed", n)
+    closed = run.rows(f"""UPDATE reservations t SET status = {mapping.sql_literal(mapping.RESERVATION_ENDED_STATUS)}
+                          WHERE t.id IN ({ended}) RETURNING t.id""")
+    if closed:
+        run.count("reservations", "ended_closed", len(closed))
+        # the tool wrote it: row_state follows, so the gate does not take it for a V6 edit
+        run.execute(f"""UPDATE {L}.row_state SET v6_sig = %(s)s WHERE entity = 'reservations'
+                        AND v6_id = ANY(%(ids)s)""",
+                    dict(run.params, s=mapping.RESERVATION_ENDED_STATUS, ids=[str(r[0]) for r in closed]))
+    settle(run, "reservations", "t.status", "reservation")
     # migrated without a user (by an earlier version): the user found now, else the placeholder
     nouser = ("SELECT t.id FROM reservations t JOIN m_reservations m ON m.v6_id = t.id "
               "WHERE m.action = 'mapped' AND t.user_id IS NULL")
@@ -812,17 +986,23 @@ def direct_state_changes(run, where, lo, hi):
 
 
 def advance_sequence(run):
-    """Keep V6's state_changes sequence ahead of the copied ids; rollback puts it back."""
+    """Keep V6's state_changes sequence ahead of the copied ids; rollback puts it back.
+
+    ALTER SEQUENCE ... RESTART is transactional (setval is not): check mode and a failed run
+    leave the sequence where it was, and the undo recorded here is exact (last_value, is_called)."""
     seq = run.scalar("SELECT pg_get_serial_sequence('state_changes', 'id')")
     if not seq:
         return
     last, called = run.rows(f"SELECT last_value, is_called FROM {seq}")[0]
     top = run.scalar("SELECT max(id) FROM state_changes")
     if top and top > last:
+        undo = f"ALTER SEQUENCE {seq} RESTART WITH {last}" + (f"; SELECT nextval('{seq}')" if called else "")
         run.execute(f"""INSERT INTO {L}.objects (run_id, kind, name, undo_sql)
-                        SELECT %(run)s, 'sequence', '{seq}', 'SELECT setval(''{seq}'', {last}, {str(called).lower()})'
-                        WHERE NOT EXISTS (SELECT 1 FROM {L}.objects WHERE kind = 'sequence' AND name = '{seq}')""")
-        run.execute(f"SELECT setval('{seq}', {top}, true)")
+                        SELECT %(run)s, 'sequence', '{seq}', %(undo)s
+                        WHERE NOT EXISTS (SELECT 1 FROM {L}.objects WHERE kind = 'sequence' AND name = '{seq}')""",
+                    dict(run.params, undo=undo))
+        run.execute(f"ALTER SEQUENCE {seq} RESTART WITH {top}")
+        run.execute(f"SELECT nextval('{seq}')")
 
 
 def psycopg_literal(value):
@@ -845,11 +1025,15 @@ def check_platform_tenant(run):
 
 def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=None, allow_rejects=False,
             app_role=None, app_role_password=None, progress=None,
-            history_retention_days=mapping.HISTORY_RETENTION_DAYS, anonymous_user_email=None):
+            history_retention_days=mapping.HISTORY_RETENTION_DAYS, anonymous_user_email=None, gate=None):
     """The whole phase-1 run inside the target's current transaction. Returns the result dict.
 
     history_retention_days: readings older than the run's time minus this many days are not
     migrated (V6's cleanup deletes them); 0 migrates all of them.
+
+    gate: a function(run, result) -> gate result dict, called last inside the run's transaction
+    (before the caller commits); a gate that does not pass raises GateFailed, so a failing state
+    is never committed.
 
     The caller commits (or rolls back in check mode) and owns the connections.
     """
@@ -858,8 +1042,8 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     run = Run(src_conn, tgt_conn, run_id, platform, progress)
     if anonymous_user_email:
         run.anonymous_email = anonymous_user_email
+    ledger.lock(run.cur)  # before any DDL: two runs never race on the ledger's creation
     ledger.ensure(run.cur)
-    ledger.lock(run.cur)
     optional = schema.check(run.src, run.cur)
     check_platform_tenant(run)
     marks = ledger.last_watermarks(run.cur, PHASE)
@@ -947,6 +1131,10 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     changed = any(v for e in run.counts.values() for k, v in e.items()
                   if k in ("inserted", "created", "resolved", "password_set", "placeholder_created")
                   or k.endswith(("linked", "synced", "closed", "reordered")))
+    decisions = run.rows(f"""SELECT entity, v5_id, decision, detail FROM {L}.decisions WHERE run_id = %(run)s
+                             ORDER BY decision, entity, v5_id LIMIT 1000""")
+    decision_counts = run.rows(f"""SELECT decision, entity, count(*) FROM {L}.decisions WHERE run_id = %(run)s
+                                   GROUP BY 1, 2 ORDER BY 1, 2""")
     status = "succeeded"
     ledger.finish(run.cur, run_id, status, run.counts, new_marks)
     result = {
@@ -956,6 +1144,8 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         "rejects_by_reason": [{"entity": e, "reason": r, "count": n} for e, r, n in by_reason],
         "warnings": run.warnings, "watermarks": new_marks, "timings": run.timings,
         "tenant_is_active_differences": run.tenant_differences,
+        "decisions": [{"entity": e, "v5_id": i, "decision": d, "detail": t} for e, i, d, t in decisions],
+        "decision_counts": [{"decision": d, "entity": e, "count": n} for d, e, n in decision_counts],
         "history_retention_days": int(history_retention_days or 0),
         "history_cutoff": cutoff.isoformat() if cutoff is not None else None,
         "diff": {"before": before, "after": after}, "executed_queries": run.queries,
@@ -965,4 +1155,20 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         raise RejectsPresent(f"{reject_total} V5 rows could not be placed (first: {rejects[0][0]} "
                              f"{rejects[0][1]}: {rejects[0][2]}); nothing was written. Fix the source data, or "
                              "set allow_rejects: true to migrate the rest and keep them in the report", result)
+    if gate is not None:
+        t0 = time.time()
+        result["gate"] = gate(run, result)
+        run.timings["gate"] = round(time.time() - t0, 3)
+        run.progress(f"gate (independent oracle): {'passed' if result['gate']['passed'] else 'FAILED'} "
+                     f"in {run.timings['gate']}s")
+        if not result["gate"]["passed"]:
+            raise GateFailed("the verification gate failed inside the run, so nothing was committed: "
+                             + oracle.summary(result["gate"]), result)
     return result
+
+
+def oracle_gate(run, result):
+    """The gate for migrate(gate=...): the independent oracle over this run's uncommitted writes."""
+    cutoff = result.get("history_cutoff")
+    return oracle.check(run.src, run.cur, run.platform, run_id=run.run_id, watermarks=result["watermarks"],
+                        now=run.now, retention_cutoff=cutoff, anonymous_email=run.anonymous_email)

@@ -109,7 +109,7 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     for sql in undo:
         ex(sql)
     counts["objects_undone"] = len(undo)
-    for t in ("id_map", "before_images", "rejects", "objects", "history_ranges"):
+    for t in ("id_map", "before_images", "rejects", "objects", "history_ranges", "row_state", "decisions"):
         ex(f"DELETE FROM {L}.{t}")
     ex(f"UPDATE {L}.runs SET status = 'rolled_back' WHERE phase = %s AND status = 'succeeded' AND state = 'present'",
        (phase,))

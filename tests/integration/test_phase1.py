@@ -60,7 +60,9 @@ def test_migrate_then_verify_passes(migrated, source):
         tgt.close()
     assert result["passed"], result["failed"]
     names = {c["check"] for c in result["checks"]}
-    assert {"rls_isolation", "devices_have_tenant", "sensor_devices per tenant", "sensor_readings per tenant"} <= names
+    assert {"rls_isolation", "devices_have_tenant", "independent oracle (V6 as V5 says it must be)",
+            "sensor_readings per tenant"} <= names
+    assert result["oracle"]["passed"] and "sensor_devices" in {e for t in result["per_tenant"].values() for e in t}
 
 
 def test_rerun_changes_nothing(migrated, source):
@@ -418,10 +420,15 @@ def test_e29_current_state_is_set_from_v5_state(migrated):
 
 
 def test_e30_soft_deleted_spaces_come_along_with_their_history(migrated):
+    """Soft-deleted spaces come over (deleted) with their state history; their reservations are
+    not migrated as live ones: each is skipped with its reason (issue 11)."""
     c = migrated["conn"]
     assert scalar(c, "SELECT count(*) FROM spaces WHERE deleted_at IS NOT NULL") >= 2
     assert scalar(c, "SELECT count(*) FROM reservations r JOIN spaces s ON s.id = r.space_id "
-                     "WHERE s.deleted_at IS NOT NULL") >= 1
+                     "WHERE s.deleted_at IS NOT NULL") == 0
+    skipped = [d for d in migrated["result"]["decisions"] if d["entity"] == "reservations"
+               and d["decision"] == "not_migrated" and "soft-deleted" in d["detail"]]
+    assert skipped and migrated["result"]["counts"]["reservations"]["skipped"] == len(skipped)
 
 
 def test_f32_migrated_users_can_log_in(migrated):
@@ -441,7 +448,8 @@ def test_f33_platform_admin_becomes_owner_in_the_platform_tenant(migrated):
 
 def test_g35_reservations_migrated_with_user_and_v6_status(migrated):
     c = migrated["conn"]
-    n5 = v5("SELECT count(*) FROM reservations")[0][0]
+    # reservations on soft-deleted spaces are skipped (test_e30)
+    n5 = v5("SELECT count(*) FROM reservations r JOIN spaces s ON s.id = r.space_id WHERE s.deleted_at IS NULL")[0][0]
     assert migrated["result"]["counts"]["reservations"]["inserted"] == n5
     assert scalar(c, "SELECT count(*) FROM reservations WHERE status NOT IN ('active', 'completed', 'cancelled', 'no_show')") == 0
     assert scalar(c, "SELECT count(*) FROM reservations WHERE user_id IS NOT NULL") >= 1
