@@ -67,7 +67,6 @@ options:
       - Connection to the PostgreSQL server holding the V5 databases, as a role that can read
         every table (owner or superuser); O(server.db) is replaced by each database in turn.
     type: dict
-    default: {}
 """ + _SUBOPTIONS
 
     PLATFORM = r"""

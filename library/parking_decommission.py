@@ -10,7 +10,11 @@ description:
   - A database's fingerprint is, per table, its row count and a content checksum (md5 over the
     sorted md5 of every row), plus every sequence's position; the server computes it, one line
     per table reaches the module.
-  - O(state=info) reads the ledger, which databases exist and whether phase 3 switched routing.
+  - O(state=info) reads the ledger, which databases exist and whether phase 3 switched routing. It
+    needs only the O(target) login (V6's owner, which phases 0-3 use anyway); a missing ledger or no
+    record means C(status=none). When O(server) is given its login is used too (which databases exist
+    is asked of it), so a superuser login that does not work fails the module instead of passing
+    unnoticed. Any login that fails (wrong password, unreachable host, missing database) fails it.
   - O(state=backup_verified) compares a copy restored from a dump file with the live database
     and records the file (path, sha256, size, fingerprint, retention date) when they are equal;
     it fails listing every table that differs otherwise.
@@ -65,6 +69,15 @@ options:
   containers_file:
     description: For O(state=done), where their definitions were saved (rollback-4 recreates them).
     type: path
+  server:
+    description:
+      - Connection to the PostgreSQL server holding the V5 databases, as its superuser (dumps and
+        restores are compared as a role that can read every table); O(server.db) is replaced by each
+        database in turn.
+      - Required for O(state=backup_verified), O(state=unchanged_since_backup) and O(state=restored).
+      - Optional for O(state=info); when given, its login is checked (on O(server.db), default
+        C(postgres)) and a failing login fails the module.
+    type: dict
 extends_documentation_fragment:
   - parking.target
   - parking.server
@@ -85,6 +98,12 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Read whether V5 was decommissioned, with V6's owner login only
+  parking_decommission:
+    state: info
+    target: "{{ v6_connection }}"
+  register: decommission_state
+
 - name: Verify the restored copy of parking_v5 and record the backup
   parking_decommission:
     state: backup_verified
@@ -117,7 +136,7 @@ record:
            "containers": ["parking-api"], "containers_file": "/var/backups/parking-migrate/x/containers.json",
            "at": "2026-11-26T14:02:11+00:00"}
 databases:
-  description: Whether each database exists.
+  description: Whether each database exists (asked of O(server) when given, else through O(target)).
   returned: always
   type: dict
   sample: {"parking_v5": true, "parking_platform": false}
@@ -165,6 +184,16 @@ def fingerprint_of(server, db):
         conn.close()
 
 
+def server_databases(server, databases):
+    """Which databases exist, asked of the server with the O(server) login (a login that fails raises)."""
+    conn = connect(server, "server", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            return backup.existing_databases(cur, databases)
+    finally:
+        conn.close()
+
+
 def public(backups):
     return {db: {k: v for k, v in rec.items() if k != "table_checksums"} for db, rec in backups.items()}
 
@@ -177,6 +206,8 @@ def run(p, check_mode):
             result = {"verified": None}
             changed = False
             state = p["state"]
+            # state=info needs no superuser; a given one is used, so a login that fails is an error
+            present = server_databases(p["server"], p["databases"]) if p["server"] else None
             if state == "backup_verified" and p["backup"]["compare_with"] == "recorded":
                 b = p["backup"]
                 sha = backup.sha256_file(b["path"])
@@ -237,7 +268,7 @@ def run(p, check_mode):
             result.update(
                 status=record["status"] if record else "none",
                 record=record or {},
-                databases=backup.existing_databases(cur, p["databases"]),
+                databases=present if present is not None else backup.existing_databases(cur, p["databases"]),
                 cutover_switched=backup.cutover_switched(cur),
                 backups=public(backup.latest_backups(cur, p["databases"])),
                 used_backups=public(backup.backups_by_id(cur, record["backup_ids"])) if record else {},
@@ -270,9 +301,11 @@ def main():
             containers=dict(type="list", elements="str", default=[]),
             containers_file=dict(type="path"),
             target=connection_option("parking_v6"),
-            server=connection_option("postgres"),
+            server=dict(connection_option("postgres"), default=None),
         ),
-        required_if=[("state", "backup_verified", ["backup"])],
+        required_if=[("state", "backup_verified", ["backup", "server"]),
+                     ("state", "unchanged_since_backup", ["server"]),
+                     ("state", "restored", ["server"])],
         supports_check_mode=True,
     )
     if not HAS_PSYCOPG2:

@@ -7,9 +7,14 @@ module: parking_migration_verify
 short_description: Fail-closed verification gate of the V5 -> V6 data migration
 version_added: "1.0.0"
 description:
-  - Compares V6 with V5 after mapping, per tenant and table, by row counts and content checksums,
-    using the migration's own plan (replayed in a transaction that is rolled back). If the replay
-    would still write anything the migration is incomplete and the gate fails.
+  - Compares V6 with what V5 says it must hold, computed by an independent oracle (module_utils
+    C(parking/oracle.py), written from the mapping reference; it never calls the migration engine
+    or its plan): per tenant, tenants, users by lower(email), memberships, sites, spaces, sensor
+    and display EUIs with their tenant and space, reservations (window, status class, user),
+    readings per device and state changes per space. Rows V6 had are checked for presence and
+    placement; edits made in V6 after phase 1 to what the tool wrote are kept and listed
+    (RV(v6_edits_kept)). The same oracle also runs inside every migration run before it commits.
+  - Compares the history per tenant by count and content checksum (V5 read directly).
   - Checks that every device has a tenant, that platform-tenant devices are all unassigned, that
     every space's device link resolves to a device of the same tenant (both directions), that every
     EUI is 16 uppercase hex, that migrated users can log in (active membership), and that no V6
@@ -88,6 +93,20 @@ checks:
   type: list
   elements: dict
   sample: [{"check": "devices_have_tenant", "passed": true, "detail": null, "offending": 0}]
+oracle_differences:
+  description: What the oracle found V6 lacking or holding wrongly (entity, tenant, difference), first 500.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"entity": "sensor_devices", "tenant": "7723...", "difference": "sensor 58A0CB0000103B22 (V5 cb2b...)
+           is in V6 tenant 0000..., V5 places it in tenant 7723..."}]
+v6_edits_kept:
+  description: Values V6 changed after phase 1 where the tool had written them (V6 wins; not compared).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"entity": "sensor_devices", "eui": "58A0CB00001196F3", "field": "assigned_space_id",
+            "v5_says": "space 'P1-01' of site ...", "v6_has": "5b1e..."}]
 per_tenant:
   description: Per tenant slug and entity, rows expected from V5 after mapping, rows found in V6, checksum match.
   returned: always
@@ -169,7 +188,8 @@ def main():
     out = dict(changed=False, passed=result["passed"], failed_checks=result["failed"], checks=result["checks"],
                per_tenant=result["per_tenant"], rejects=result["rejects"], watermarks=result["watermarks"],
                report_paths=result.get("report_paths"), seconds=result["seconds"],
-               history_retention_days=result["history_retention_days"], history_cutoff=result["history_cutoff"])
+               history_retention_days=result["history_retention_days"], history_cutoff=result["history_cutoff"],
+               oracle_differences=result["oracle"]["differences"], v6_edits_kept=result["oracle"]["v6_edits_kept"])
     if not result["passed"]:
         names = ", ".join(f"{c['check']} ({c.get('detail')})" for c in result["failed"])
         module.fail_json(msg=f"verification gate FAILED, {len(result['failed'])} check(s): {names}", **out)

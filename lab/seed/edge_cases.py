@@ -61,6 +61,12 @@ EDGE_CASES = (
      "Reservations in each status (pending, confirmed, cancelled, expired, active, completed, "
      "no_show), each once in the past and once in the future."),
     ("reservation_on_deleted_space", "parking_v5", "A reservation of soft-deleted space AC-02."),
+    ("future_reservation_on_deleted_space", "parking_v5",
+     "A confirmed future reservation of soft-deleted space AC-02 (would become a live booking, "
+     "gotcha 30)."),
+    ("display_on_live_spaces_of_two_tenants", "parking_v5",
+     "Display 202020390C0E0F10 is display_eui of live CP1-01 (Verdegris) and display_device_id of "
+     "live AC-03 (Acme): linked from live spaces of two tenants (gotcha 23, §4.4)."),
     ("readings_null_fcnt", "parking_v5", "Readings with NULL fcnt (V6 requires NOT NULL)."),
     ("readings_fcnt_reset", "parking_v5",
      "58A0CB0000115B4E reset its frame counter: older readings carry higher fcnts (gotcha 40)."),

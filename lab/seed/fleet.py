@@ -87,6 +87,10 @@ SPACES = {
                   sensor="two-spaces", state="FREE", age=55),
     "AC-02": dict(site="acme-main", name="Acme Bay 02", building="HQ", floor="-1", zone="B",
                   sensor="deleted-only", state="FREE", age=55, deleted=10),
+    # V5's display_eui is unique among live spaces, its display_device_id is not: kuando-two is
+    # also linked (by id) from a live space of another tenant
+    "AC-03": dict(site="acme-main", name="Acme Bay 03", building="HQ", floor="-1", zone="B",
+                  display_fk="kuando-two", state="FREE", age=50),
 }
 
 # An EUI that sent readings (and is in orphan_devices) but is in no registry and no longer in

@@ -37,8 +37,12 @@ def sql_text(name):
 
 
 def sql_sha256(name):
-    """Return the sha256 hex digest of lab/sql/<name>."""
-    return hashlib.sha256((SQL_DIR / name).read_bytes()).hexdigest()
+    """Return the sha256 hex digest of lab/sql/<name> and of the seed's data code: a database
+    seeded by another version of either is 'other-parameters' (reseeded with --reset)."""
+    digest = hashlib.sha256((SQL_DIR / name).read_bytes())
+    for module in sorted(pathlib.Path(__file__).parent.glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()
 
 
 def split_legacy(text):

@@ -291,6 +291,10 @@ def reservation_rows(world):
     start = world.at(days=-15, hours=14)
     rows.append(_reservation(world, "deleted-space", "AC-02", start, start.replace(hour=16),
                              "completed", "visitor@example.com", world.at(days=-16)))
+    # still confirmed, in the future, on a space deleted since: it must not become a live booking
+    start = world.at(days=60, hours=8)
+    rows.append(_reservation(world, "deleted-space-future", "AC-02", start, start.replace(hour=10),
+                             "confirmed", "Manager@Acme-Parking.com", world.at(days=-12)))
     return rows
 
 

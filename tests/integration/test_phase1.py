@@ -512,7 +512,8 @@ def test_delta_moves_what_v5_wrote_since_and_never_overwrites_newer_v6_work(sour
         query(c5, "UPDATE spaces SET state = 'MAINTENANCE', updated_at = now() WHERE code = %s AND "
                   "deleted_at IS NULL RETURNING id", (code,))
         res_id = scalar(c5, "UPDATE reservations SET status = 'cancelled', updated_at = now() WHERE id = (SELECT id FROM "
-                            "reservations WHERE status = 'confirmed' ORDER BY id LIMIT 1) RETURNING id::text")
+                            "reservations r WHERE status = 'confirmed' AND EXISTS (SELECT 1 FROM spaces s WHERE "
+                            "s.id = r.space_id AND s.deleted_at IS NULL) ORDER BY id LIMIT 1) RETURNING id::text")
         # another space: V5 wrote it, then V6 (live) changed it later (its trigger stamps updated_at)
         query(c5, "UPDATE spaces SET state = 'FREE', updated_at = now() WHERE code = %s AND deleted_at IS NULL "
                   "RETURNING id", (other,))

@@ -366,3 +366,34 @@ def test_gate_failure_through_the_module_leaves_v6_unchanged(v6):
 
 def v6_only(fp):
     return {k: v for k, v in fp.items() if not k.startswith("parking_migrate.")}
+
+
+def test_seed_future_booking_on_a_deleted_space_never_becomes_live(v6):
+    future = U.rows(V5, """SELECT r.id::text FROM reservations r JOIN spaces s ON s.id = r.space_id
+                           WHERE s.deleted_at IS NOT NULL AND r.status IN ('pending', 'confirmed')
+                             AND r.start_time > (SELECT anchor FROM lab_meta.seed_state LIMIT 1)""")
+    assert future, "seed case future_reservation_on_deleted_space"
+    result = run(v6)
+    assert U.rows(v6, "SELECT count(*) FROM reservations r JOIN spaces s ON s.id = r.space_id "
+                      "WHERE s.deleted_at IS NOT NULL")[0][0] == 0
+    assert {d["v5_id"] for d in result["decisions"] if d["decision"] == "not_migrated"} >= {f for f, in future}
+
+
+def test_seed_display_on_two_tenants_is_placed_by_the_rule_and_the_loser_named(v6):
+    live = U.rows(V5, """SELECT upper(d.dev_eui), array_agg(sp.id::text ORDER BY sp.id)
+                         FROM display_devices d JOIN spaces sp ON sp.deleted_at IS NULL
+                              AND ((d.dev_eui <> '' AND upper(sp.display_eui) = upper(d.dev_eui))
+                                   OR sp.display_device_id = d.id)
+                         JOIN sites st ON st.id = sp.site_id
+                         GROUP BY 1 HAVING count(DISTINCT st.tenant_id) > 1""")
+    assert live, "seed case display_on_live_spaces_of_two_tenants"
+    result = run(v6)
+    for eui, spaces in live:
+        rule = [d for d in result["decisions"] if d["decision"] == "placed_by_rule" and eui in d["detail"]]
+        assert len(rule) == 1, result["decisions"]
+        losers = [s for s in spaces if s in rule[0]["detail"].split("losing it:")[1]]
+        assert len(losers) == len(spaces) - 1
+        holders = U.rows(v6, """SELECT count(*) FROM spaces s JOIN display_devices d ON d.id = s.display_device_id
+                                WHERE d.dev_eui = %s""", (eui,))[0][0]
+        assert holders == 1
+    assert result["gate"]["passed"]

@@ -244,6 +244,19 @@ def test_reservation_on_deleted_space(v5):
                       "WHERE s.deleted_at IS NOT NULL") >= 1
 
 
+def test_future_reservation_on_deleted_space(v5):
+    anchor = scalar(v5, "SELECT anchor FROM lab_meta.seed_state")
+    assert scalar(v5, "SELECT count(*) FROM reservations r JOIN spaces s ON s.id = r.space_id "
+                      "WHERE s.deleted_at IS NOT NULL AND r.status IN ('pending', 'confirmed') "
+                      "AND r.start_time > %s::date", (anchor,)) >= 1
+
+
+def test_display_on_live_spaces_of_two_tenants(v5):
+    assert query(v5, f"""SELECT l.id FROM ({V5_DISPLAY_LINKS}) l JOIN spaces sp ON sp.id = l.space_id
+                         JOIN sites st ON st.id = sp.site_id WHERE l.deleted_at IS NULL
+                         GROUP BY l.id HAVING count(DISTINCT st.tenant_id) > 1""")
+
+
 def test_readings_null_fcnt(v5):
     assert scalar(v5, "SELECT count(*) FROM sensor_readings WHERE fcnt IS NULL") >= 1
 
