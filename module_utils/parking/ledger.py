@@ -20,6 +20,9 @@ import uuid
 from .errors import LockBusy
 
 SCHEMA = "parking_migrate"
+# Ordering columns of the ledger are not sequences: nextval is not transactional, so a check-mode
+# or failed run would move them. Microseconds of the wall clock order the rows of a run instead.
+ORDINAL = "((extract(epoch FROM clock_timestamp()) * 1000000)::bigint)"
 LOCK_KEY_SQL = "hashtext('parking-migrate')"
 
 DDL = f"""
@@ -47,7 +50,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.id_map (
 );
 CREATE INDEX IF NOT EXISTS id_map_v6 ON {SCHEMA}.id_map (entity, v6_id);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.before_images (
-    seq      bigserial PRIMARY KEY,
+    seq      bigint NOT NULL DEFAULT {ORDINAL},
     run_id   uuid NOT NULL,
     tbl      text NOT NULL,
     row_id   text NOT NULL,
@@ -76,7 +79,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.row_state (
     PRIMARY KEY (entity, v6_id)
 );
 CREATE TABLE IF NOT EXISTS {SCHEMA}.decisions (
-    seq      bigserial PRIMARY KEY,
+    seq      bigint NOT NULL DEFAULT {ORDINAL},
     run_id   uuid NOT NULL,
     entity   text NOT NULL,
     v5_id    text,
@@ -85,7 +88,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_run ON {SCHEMA}.decisions (run_id);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.objects (
-    seq      bigserial PRIMARY KEY,
+    seq      bigint NOT NULL DEFAULT {ORDINAL},
     run_id   uuid NOT NULL,
     kind     text NOT NULL,
     name     text NOT NULL,

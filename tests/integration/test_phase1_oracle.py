@@ -338,6 +338,22 @@ def test_check_mode_and_failed_runs_move_no_sequence_and_rollback_restores_it(v6
     monkeypatch.undo()
     run(v6)
     assert seq(v6) != start
+    # with the ledger in place: a check-mode run leaves the whole database as it was, ledger included
+    moved, whole = seq(v6), U.fingerprint(v6)
+    conn = U.connect(V5)
+    with conn, conn.cursor() as cur:  # give it something to write
+        cur.execute("SELECT id, state, updated_at FROM spaces WHERE deleted_at IS NULL")
+        saved = cur.fetchall()
+        cur.execute("UPDATE spaces SET state = CASE state WHEN 'FREE' THEN 'OCCUPIED' ELSE 'FREE' END, "
+                    "updated_at = now() WHERE deleted_at IS NULL")
+    try:
+        assert run(v6, commit=False)["counts"]["spaces"].get("state_synced")
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.executemany("UPDATE spaces SET state = %s, updated_at = %s WHERE id = %s",
+                            [(st, at, i) for i, st, at in saved])
+        conn.close()
+    assert seq(v6) == moved and U.fingerprint(v6) == whole
     result = session.transactional(U.params(v6), rollback.rollback, False, state="absent", mode="rollback")
     assert result["changed"]
     assert seq(v6) == start
