@@ -34,6 +34,9 @@ ANONYMOUS_USER_METADATA = {"created_by": "parking-migrate",
                            "purpose": "user_id of V5 bookings made without a V6 user (the booking "
                                       "email stays in reservations.user_email)"}
 
+# A row an earlier run migrated that V6 has deleted since: V6's deletion wins (not re-created)
+V6_DELETED_REASON = "migrated by an earlier run, then deleted in V6: not re-created (V6's deletion wins)"
+
 # V6's cleanup deletes sensor_readings with received_at older than this (background_jobs.py)
 HISTORY_RETENTION_DAYS = 90
 

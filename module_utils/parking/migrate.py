@@ -117,12 +117,14 @@ def plan(run, entity, select_sql):
 
 
 def prev_state(entity, table):
-    """CASE pieces for rows mapped by an earlier run: still there -> mapped, deleted in V6 -> reject."""
+    """CASE pieces for rows mapped by an earlier run: still there -> mapped; deleted in V6 -> skip
+    (V6's deletion wins: not re-created, listed as a decision with PREV_REASON)."""
     return (f"WHEN prev_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.id = prev_id) "
-            f"THEN 'reject' WHEN prev_id IS NOT NULL THEN 'mapped'")
+            f"THEN 'skip' WHEN prev_id IS NOT NULL THEN 'mapped'")
 
 
-PREV_REASON = "WHEN prev_id IS NOT NULL THEN 'migrated by an earlier run, then deleted in V6: not re-created'"
+# the reason of a 'skip' by prev_state (rows still there are 'mapped' and their reason is unused)
+PREV_REASON = f"WHEN prev_id IS NOT NULL THEN {mapping.sql_literal(mapping.V6_DELETED_REASON)}"
 
 
 # --------------------------------------------------------------------------------------------

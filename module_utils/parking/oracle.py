@@ -35,6 +35,7 @@ STATUS = {"pending": "active", "confirmed": "active", "active": "active", "cance
 # reference §5 C16: 16 hex digits, uppercase; the usual separators are not part of an EUI
 _HEX16 = re.compile(r"^[0-9A-F]{16}$")
 _SEP = re.compile(r"[\s:\-]")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DEVICE_TABLES = {"sensor_devices": ("sensor_eui", "sensor_device_id"),
                  "display_devices": ("display_eui", "display_device_id")}
 MAX_LISTED = 50
@@ -92,17 +93,25 @@ class Oracle:
     # ---------------------------------------------------------------- ledger facts
     def load_ledger(self):
         self.inserted = {}
+        self.inserted_from = {}  # (entity, V6 id) -> the V5 id it was inserted for
         self.identity = {}   # (entity, V5 id) -> V6 id: only to recognise a row V6 renamed
         for entity, v5_id, v6_id, action in self.q6(f"SELECT entity, v5_id, v6_id, action FROM {LEDGER}.id_map "
                                                     "WHERE entity IN ('tenants', 'sites', 'spaces', 'users') "
                                                     "OR action = 'inserted'"):
             if action == "inserted":
                 self.inserted.setdefault(entity, set()).add(v6_id)
+                self.inserted_from[(entity, v6_id)] = v5_id
             self.identity[(entity, v5_id)] = v6_id
         run = self.run_id or (self.q6(f"SELECT run_id::text FROM {LEDGER}.runs WHERE phase = 'phase1' "
                                       "AND status = 'succeeded' AND state = 'present' AND NOT check_mode "
                                       "ORDER BY finished_at DESC LIMIT 1") or [[None]])[0][0]
         self.rejected = {}
+        self.v6_deleted = set()
+        if run and self.q6(f"SELECT to_regclass('{LEDGER}.decisions') IS NOT NULL")[0][0]:
+            # rows an earlier run migrated and V6 deleted since: V6's deletion wins (not re-created)
+            self.v6_deleted = set(self.q6(f"SELECT entity, v5_id FROM {LEDGER}.decisions WHERE run_id = %s::uuid "
+                                          "AND decision = 'not_migrated' AND detail LIKE %s",
+                                          (run, "migrated by an earlier run, then deleted in V6%")))
         if run:
             for entity, v5_id, reason in self.q6(f"SELECT entity, v5_id, reason FROM {LEDGER}.rejects "
                                                  "WHERE run_id = %s::uuid", (run,)):
@@ -114,6 +123,11 @@ class Oracle:
                 self.written[(entity, v6_id)] = (v6_sig, run)
 
     def excuse(self, entity, v5_id, what):
+        if (entity, str(v5_id)) in self.v6_deleted and self.identity.get((entity, str(v5_id)), "") not in (
+                self.matched.get(entity, set())):
+            self.v6_edits.append({"entity": entity, "v5_id": str(v5_id), "v5_says": what, "v6_has": "deleted",
+                                  "field": "row"})
+            return True
         reason = self.rejected.get((entity, str(v5_id)))
         if reason is not None:
             self.excused.append({"entity": entity, "v5_id": str(v5_id), "what": what, "reason": reason})
@@ -266,7 +280,8 @@ class Oracle:
             if not free:
                 self.diff("spaces", tenant, f"V5 {label} ({spid}) is not in V6")
                 continue
-            pick = spid if spid in free else free[0]
+            known = self.identity.get(("spaces", spid))
+            pick = spid if spid in free else known if known in free else free[0]
             used.add(pick)
             self.space[spid] = (pick, tenant, label)
             self.found("spaces", tenant, pick)
@@ -436,9 +451,18 @@ class Oracle:
             if not extra:
                 continue
             present = {r[0] for r in self.q6(f"SELECT id::text FROM {table} WHERE id::text = ANY(%s)", (extra,))}
-            for v6_id in sorted(present)[:MAX_LISTED]:
-                self.diff(entity, "(any)", f"V6 {entity} row {v6_id} was inserted by the migration but no V5 row "
-                          "explains it (duplicate or misplaced)")
+            sources = {v6: self.inserted_from.get((entity, v6)) for v6 in present}
+            in_v5 = {r[0] for r in self.q5(f"SELECT id::text FROM {table} WHERE id::text = ANY(%s)",
+                                           ([v for v in sources.values() if v and _UUID.match(v)],))}
+            for v6_id in sorted(present):
+                v5_id = sources[v6_id]
+                if v5_id and _UUID.match(v5_id) and v5_id not in in_v5:
+                    # V5 deleted the row after an earlier run migrated it: V6 keeps its copy
+                    self.v6_edits.append({"entity": entity, "v6_id": v6_id, "v5_id": v5_id, "v5_says": "deleted",
+                                          "v6_has": "kept", "field": "row"})
+                    continue
+                self.diff(entity, "(any)", f"V6 {entity} row {v6_id} was inserted by the migration (for "
+                          f"{v5_id}) but no V5 row explains it (duplicate or misplaced)")
 
     # ---------------------------------------------------------------- run
     def check(self):

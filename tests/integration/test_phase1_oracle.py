@@ -6,9 +6,10 @@ engine fault; the gate must fail, name the difference, and leave V6 exactly as b
 Then: V6's edits win on re-runs and deltas, deleted spaces' reservations are skipped with
 a reason, check mode and failed runs move no sequence, rollback-1 puts sequences back.
 """
+import contextlib
 import uuid
 
-import psycopg2
+import psycopg2.extras
 import pytest
 
 import p1util as U
@@ -226,24 +227,36 @@ def test_v6_edit_survives_rerun_and_delta_and_gate_lists_it(v6, mode):
     assert any(e["eui"] == eui and e["v6_has"] == new for e in gate["v6_edits_kept"] if "eui" in e)
 
 
+@contextlib.contextmanager
+def moved_in_v5(eui):
+    """V5 moves sensor `eui` to a free live space of the same site (its router links by EUI);
+    yields that space's code and puts V5 back afterwards."""
+    conn = U.connect(V5)
+    v5_old = v5_new = None
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("""SELECT s.id, o.id, o.code FROM spaces s JOIN spaces o ON o.site_id = s.site_id
+                           AND o.id <> s.id AND o.deleted_at IS NULL AND o.sensor_eui IS NULL
+                           WHERE upper(s.sensor_eui) = %s AND s.deleted_at IS NULL ORDER BY o.id LIMIT 1""", (eui,))
+            row = cur.fetchone()
+            assert row, "the seed has a free space beside a placed sensor"
+            v5_old, v5_new, code = row
+            cur.execute("UPDATE spaces SET sensor_eui = NULL, updated_at = now() WHERE id = %s", (v5_old,))
+            cur.execute("UPDATE spaces SET sensor_eui = %s, updated_at = now() WHERE id = %s", (eui, v5_new))
+        yield code
+    finally:
+        if v5_old:
+            with conn, conn.cursor() as cur:
+                cur.execute("UPDATE spaces SET sensor_eui = NULL WHERE id = %s", (v5_new,))
+                cur.execute("UPDATE spaces SET sensor_eui = %s WHERE id = %s", (eui, v5_old))
+        conn.close()
+
+
 def test_both_changed_v6_wins_and_the_conflict_is_reported(v6):
     run(v6)
     eui = movable_sensor(v6)
     old, new = move_in_v6(v6, eui)
-    # V5 moves the same sensor to yet another space of its tenant (clears the old link first)
-    conn = U.connect(V5)
-    with conn, conn.cursor() as cur:
-        cur.execute("""SELECT s.id, o.id FROM spaces s JOIN spaces o ON o.site_id = s.site_id AND o.id <> s.id
-                       AND o.deleted_at IS NULL AND o.sensor_eui IS NULL
-                       WHERE upper(s.sensor_eui) = %s AND s.deleted_at IS NULL ORDER BY o.id LIMIT 1""", (eui,))
-        row = cur.fetchone()
-        if row is None:
-            conn.close()
-            pytest.skip("no second free V5 space in that site")
-        v5_old, v5_new = row
-        cur.execute("UPDATE spaces SET sensor_eui = NULL, updated_at = now() WHERE id = %s", (v5_old,))
-        cur.execute("UPDATE spaces SET sensor_eui = %s, updated_at = now() WHERE id = %s", (eui, v5_new))
-    try:
+    with moved_in_v5(eui):
         result = run(v6, mode="delta")
         assert links(v6, eui)[0] == new
         conflicts = [d for d in result["decisions"] if d["decision"] == "conflict_v6_kept" and eui in d["detail"]]
@@ -251,39 +264,17 @@ def test_both_changed_v6_wins_and_the_conflict_is_reported(v6):
         assert result["gate"]["passed"], result["gate"]["differences"][:5]
         again = run(v6, mode="delta")  # reported once
         assert not [d for d in again["decisions"] if d["decision"] == "conflict_v6_kept"]
-    finally:
-        with conn, conn.cursor() as cur:
-            cur.execute("UPDATE spaces SET sensor_eui = NULL WHERE id = %s", (v5_new,))
-            cur.execute("UPDATE spaces SET sensor_eui = %s WHERE id = %s", (eui, v5_old))
-        conn.close()
 
 
 def test_v5_move_is_carried_when_v6_did_not_touch_it(v6):
     run(v6)
     eui = movable_sensor(v6)
-    conn = U.connect(V5)
-    with conn, conn.cursor() as cur:
-        cur.execute("""SELECT s.id, o.id, o.code FROM spaces s JOIN spaces o ON o.site_id = s.site_id AND o.id <> s.id
-                       AND o.deleted_at IS NULL AND o.sensor_eui IS NULL
-                       WHERE upper(s.sensor_eui) = %s AND s.deleted_at IS NULL ORDER BY o.id LIMIT 1""", (eui,))
-        row = cur.fetchone()
-        if row is None:
-            conn.close()
-            pytest.skip("no second free V5 space in that site")
-        v5_old, v5_new, code = row
-        cur.execute("UPDATE spaces SET sensor_eui = NULL WHERE id = %s", (v5_old,))
-        cur.execute("UPDATE spaces SET sensor_eui = %s WHERE id = %s", (eui, v5_new))
-    try:
+    with moved_in_v5(eui) as code:
         result = run(v6, mode="delta")
         space, holders, open_rows = links(v6, eui)
         assert U.rows(v6, "SELECT code FROM spaces WHERE id = %s", (space,))[0][0] == code
         assert holders == [space] and open_rows == 1
         assert result["gate"]["passed"], result["gate"]["differences"][:5]
-    finally:
-        with conn, conn.cursor() as cur:
-            cur.execute("UPDATE spaces SET sensor_eui = NULL WHERE id = %s", (v5_new,))
-            cur.execute("UPDATE spaces SET sensor_eui = %s WHERE id = %s", (eui, v5_old))
-        conn.close()
 
 
 def test_v6_status_edit_survives_and_is_listed(v6):
@@ -413,3 +404,42 @@ def test_seed_display_on_two_tenants_is_placed_by_the_rule_and_the_loser_named(v
                                 WHERE d.dev_eui = %s""", (eui,))[0][0]
         assert holders == 1
     assert result["gate"]["passed"]
+
+
+def test_v6_deletion_wins_without_a_reject(v6):
+    """A membership phase 1 inserted and V6 deleted since is not re-created and is no reject (a
+    reject would fail a run without allow_rejects): a decision, and in the gate's V6 edits."""
+    run(v6)
+    (v5_id, v6_id), = U.rows(v6, """SELECT v5_id, v6_id FROM parking_migrate.id_map WHERE entity = 'user_memberships'
+                                   AND action = 'inserted' ORDER BY v5_id LIMIT 1""")
+    conn = U.connect(v6)
+    with conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM user_memberships WHERE id = %s", (v6_id,))
+    conn.close()
+    result = run(v6)
+    assert not U.rows(v6, "SELECT 1 FROM user_memberships WHERE id = %s", (v6_id,))
+    assert any(d["v5_id"] == v5_id and "deleted in V6" in d["detail"] for d in result["decisions"])
+    assert not [r for r in result["rejects"] if r["v5_id"] == v5_id]
+    assert any(e["v5_id"] == v5_id and e["v6_has"] == "deleted" for e in result["gate"]["v6_edits_kept"])
+
+
+def test_row_v5_deleted_after_phase1_is_kept_in_v6_and_listed(v6):
+    run(v6)
+    conn = U.connect(V5)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM reservations r WHERE EXISTS (SELECT 1 FROM spaces s WHERE s.id = r.space_id "
+                    "AND s.deleted_at IS NULL) ORDER BY id LIMIT 1")
+        cols = [c.name for c in cur.description]
+        row = cur.fetchone()
+        rid = str(row[cols.index("id")])
+        cur.execute("DELETE FROM reservations WHERE id = %s", (rid,))
+    try:
+        result = run(v6)
+        assert U.rows(v6, "SELECT count(*) FROM reservations WHERE id = %s", (rid,))[0][0] == 1
+        assert result["gate"]["passed"], result["gate"]["differences"][:5]
+        assert any(e["v5_id"] == rid and e["v5_says"] == "deleted" for e in result["gate"]["v6_edits_kept"])
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"INSERT INTO reservations ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+                        [psycopg2.extras.Json(v) if isinstance(v, dict) else v for v in row])
+        conn.close()
