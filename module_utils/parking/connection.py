@@ -77,7 +77,3 @@ def connect(params, role, autocommit=False):
                            f"{MIN_SERVER_VERSION // 10000} or newer")
     return conn
 
-
-def safe_params(params):
-    """Connection parameters with the password masked, for results and reports."""
-    return {k: ("********" if k == "login_password" and v else v) for k, v in params.items()}

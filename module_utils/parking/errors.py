@@ -33,14 +33,6 @@ class RejectsPresent(ParkingError):
         self.rejects = rejects
 
 
-class VerificationFailed(ParkingError):
-    """The fail-closed gate found at least one failed check."""
-
-    def __init__(self, message, failed):
-        super().__init__(message)
-        self.failed = failed
-
-
 class GateFailed(ParkingError):
     """The in-run gate found V6 differing from what V5 says it must hold; the run is rolled back."""
 

@@ -50,8 +50,6 @@ MEMBERSHIP_RANK = {"platform_admin": 1}
 # by this margin above the others
 LOGIN_ORDER_STEP = dt.timedelta(milliseconds=1)
 
-# §3.4 reading occupancy
-READING_OCCUPIED = {"OCCUPIED": True, "FREE": False}
 
 
 def space_state(v5_state):

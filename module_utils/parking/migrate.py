@@ -24,10 +24,6 @@ from .errors import ConfigError, GateFailed, ParkingError, RejectsPresent
 PHASE = "phase1"
 L = F.LEDGER
 
-# Order matters: each entity's plan reads the id map of the ones before it.
-ENTITIES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices",
-            "display_devices", "space_links", "device_assignments", "reservations", "orphan_devices",
-            "sensor_readings", "state_changes")
 V6_TABLES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices", "display_devices",
              "device_assignments", "reservations", "orphan_devices", "sensor_readings", "state_changes")
 HISTORY_OVERLAP = 10000  # ids re-read below the watermark: rows committed late are caught

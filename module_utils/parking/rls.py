@@ -59,10 +59,14 @@ def password_matches(cur, role, password):
     import base64
     import hashlib
     import hmac
+    # reading pg_authid needs a superuser: a refusal must not abort the run's transaction
+    cur.execute("SAVEPOINT parking_read_authid")
     try:
         cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
         row = cur.fetchone()
-    except Exception:
+        cur.execute("RELEASE SAVEPOINT parking_read_authid")
+    except Exception:  # the driver's error (psycopg2 is imported by connection.py only)
+        cur.execute("ROLLBACK TO SAVEPOINT parking_read_authid")
         return False
     stored = row[0] if row else None
     if not stored or not stored.startswith("SCRAM-SHA-256$"):

@@ -57,8 +57,6 @@ SOURCES = {
                       "request_id text, metadata jsonb, ts timestamptz"),
 }
 
-HISTORY = ("sensor_readings", "state_changes")
-
 
 def select_sql(name, optional, where=None):
     """The V5 SELECT for source `name`, with absent optional columns as typed NULLs."""

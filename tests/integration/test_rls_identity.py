@@ -94,3 +94,24 @@ def test_the_role_cannot_write_into_another_tenant(v6):
                 " RETURNING id", (tenants[1],))
     finally:
         conn.close()
+
+
+def test_password_check_without_superuser_keeps_the_transaction_usable(lab):
+    """rls.password_matches reads pg_authid, which only a superuser may: for a non-superuser owner
+    the refusal is answered False inside a savepoint, and the run's transaction goes on."""
+    U.admin_sql("DROP ROLE IF EXISTS parking_t_plain",
+                "CREATE ROLE parking_t_plain LOGIN PASSWORD 'plain-secret' NOSUPERUSER")
+    try:
+        p = U.lab_pg_params()
+        conn = psycopg2.connect(dbname="postgres", host=p["host"], port=p["port"], user="parking_t_plain",
+                                password="plain-secret")
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            assert rls.password_matches(cur, "parking_t_plain", "plain-secret") is False
+            cur.execute("SELECT 2")  # would raise "current transaction is aborted" without the savepoint
+            assert cur.fetchone() == (2,)
+        finally:
+            conn.close()
+    finally:
+        U.admin_sql("DROP ROLE IF EXISTS parking_t_plain")
