@@ -40,7 +40,7 @@ def params(db, **over):
 
 
 def connect(db, autocommit=False):
-    conn = psycopg2.connect(dbname=db, options="-c TimeZone=UTC", **lab_pg_params())
+    conn = psycopg2.connect(dbname=db, connect_timeout=5, options="-c TimeZone=UTC", **lab_pg_params())
     conn.autocommit = autocommit
     return conn
 

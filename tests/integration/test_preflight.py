@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 
 import labutil as L
+import p1util as U
 from labdb import lab_pg_params, recap, run_playbook
 
 PLAYBOOK = "playbooks/00-preflight.yml"
@@ -29,27 +30,17 @@ def connect(db, **kwargs):
     return conn
 
 
-def one(db, sql, params=None):
-    conn = connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def platform_fingerprint():
     """Content checksum of every parking_platform table, its write counters, and the relations of
     parking_platform and chirpstack (nothing created, nothing dropped). V5 and V6 are left out:
     the lab's uplink stream and the phases write there while the preflight runs."""
-    tables = one("parking_platform", "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY 1")
+    tables = U.rows("parking_platform", "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY 1")
     sums = {}
     for (table,) in tables:
-        sums[table] = one("parking_platform", f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+        sums[table] = U.rows("parking_platform", f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
                                               f"FROM {table} t")[0]
-    counters = one("parking_platform", "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables")[0][0]
-    relations = {db: one(db, "SELECT count(*), md5(string_agg(oid::text || relname, ',' ORDER BY oid)) FROM pg_class "
+    counters = U.rows("parking_platform", "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables")[0][0]
+    relations = {db: U.rows(db, "SELECT count(*), md5(string_agg(oid::text || relname, ',' ORDER BY oid)) FROM pg_class "
                              "WHERE relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)")
                  for db in ("chirpstack", "parking_platform")}
     return sums, counters, relations
@@ -70,7 +61,7 @@ def by_name(report):
 @pytest.fixture(scope="module")
 def v5_lab():
     """The passing run needs the V5 lab as phase 0 finds it: every database, Traefik running."""
-    dbs = {r[0] for r in one("postgres", "SELECT datname FROM pg_database")}
+    dbs = {r[0] for r in U.rows("postgres", "SELECT datname FROM pg_database")}
     missing = {"chirpstack", "parking_v5", "parking_v6", "parking_platform"} - dbs
     if missing:
         pytest.skip(f"the lab has been decommissioned meanwhile (missing {sorted(missing)}): no passing preflight")
@@ -112,12 +103,12 @@ def test_preflight_passes_answers_the_open_questions_and_changes_nothing(v5_lab,
     assert answers["legacy_services_with_traffic"].startswith("parking-website (")
 
     v5_rows = {f"{s}.{t}": n for s, t, n in (
-        (r[0], r[1], one("parking_v5", f'SELECT count(*) FROM "{r[0]}"."{r[1]}"')[0][0])
-        for r in one("parking_v5", "SELECT schemaname, relname FROM pg_stat_user_tables WHERE relname "
+        (r[0], r[1], U.rows("parking_v5", f'SELECT count(*) FROM "{r[0]}"."{r[1]}"')[0][0])
+        for r in U.rows("parking_v5", "SELECT schemaname, relname FROM pg_stat_user_tables WHERE relname "
                                    "IN ('tenants', 'sites', 'sensor_devices', 'users')"))}
     reported = {f"{t['schema']}.{t['table']}": t["rows"] for t in facts["v5"]["tables"]}
     assert all(reported[k] == v for k, v in v5_rows.items()), (v5_rows, reported)
-    size = one("postgres", "SELECT pg_database_size('parking_platform')")[0][0]
+    size = U.rows("postgres", "SELECT pg_database_size('parking_platform')")[0][0]
     assert facts["database_sizes"]["parking_platform"] == size
     assert facts["backup"]["needed_bytes"] == 2 * (facts["database_sizes"]["parking_v5"] + size)
     assert f"{facts['v5']['rows']} rows in {len(facts['v5']['tables'])} tables" in answers["v5_data_size"]

@@ -10,7 +10,6 @@ import os
 import ssl
 import subprocess
 
-import psycopg2
 import pytest
 
 import labutil as L
@@ -19,16 +18,6 @@ from labdb import ROOT, lab_pg_params
 
 PROBE = "58A0CB00001196F3"
 PASSWORD = "lab-password"                         # every seeded lab user's password
-
-
-def rows(db, sql, params=None):
-    conn = psycopg2.connect(dbname=db, connect_timeout=5, options="-c TimeZone=UTC", **lab_pg_params())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def served(host):
@@ -78,7 +67,7 @@ def assert_no_secrets(result):
 @pytest.fixture(scope="module")
 def v5_user():
     """A V5 user whose login lands in the probe's tenant (V5: oldest active membership)."""
-    found = rows("parking_v5", """
+    found = U.rows("parking_v5", """
         WITH primary_m AS (
             SELECT DISTINCT ON (um.user_id) um.user_id, um.tenant_id
               FROM user_memberships um JOIN tenants t ON t.id = um.tenant_id
@@ -128,12 +117,12 @@ def test_v5_every_check_passes_websocket_skipped(v5_api, v5_user):
     # the reservation was created, listed and cancelled, then deleted: no smoke booking stays in V5
     facts = checks["reservation"]["facts"]
     assert facts["final_state"] == "cancelled" and facts["listed"] and facts["deleted"] is True
-    assert rows("parking_v5", "SELECT count(*) FROM reservations WHERE id = %s", (facts["reservation_id"],)) == [(0,)]
+    assert U.rows("parking_v5", "SELECT count(*) FROM reservations WHERE id = %s", (facts["reservation_id"],)) == [(0,)]
 
     # the probe reading is in V5 with the probe's fCnt, the occupancy sent and the tenant
     probe = checks["webhook"]["facts"]["probe"]
     assert probe["api_status"] == "processed" and probe["device_kind"] == "sensor"
-    stored = rows("parking_v5", "SELECT occupancy_state, tenant_id::text FROM sensor_readings"
+    stored = U.rows("parking_v5", "SELECT occupancy_state, tenant_id::text FROM sensor_readings"
                                 " WHERE device_eui = %s AND fcnt = %s", (PROBE, probe["fcnt"]))
     assert stored == [("OCCUPIED" if probe["occupied"] else "FREE", v5_user["tenant_id"])]
     assert 0 < res["probe"]["fcnt_base"] < 2**31 - 1
@@ -154,12 +143,12 @@ def test_v5_a_second_run_uses_new_fcnt_and_window(v5_api, v5_user):
 
 def test_check_mode_runs_only_read_checks(v5_api, v5_user):
     args = base_args("v5", v5_user["email"], checks=["health", "login", "spaces", "reservation", "webhook"])
-    before = rows("parking_v5", "SELECT count(*) FROM reservations")[0][0]
+    before = U.rows("parking_v5", "SELECT count(*) FROM reservations")[0][0]
     rc, res = U.module("parking_smoke", args, check=True)
     assert rc == 0, res.get("msg")
     assert res["check_mode"] is True and res["skipped_checks"] == ["reservation", "webhook"]
     assert res["probe"]["uplinks"] == []
-    assert rows("parking_v5", "SELECT count(*) FROM reservations")[0][0] == before
+    assert U.rows("parking_v5", "SELECT count(*) FROM reservations")[0][0] == before
     assert_no_secrets(res)
 
 
@@ -199,11 +188,11 @@ def v6_user():
     """A V6 user whose login picks the probe device's tenant (V6: the newest active membership)."""
     if served("api-v6") != "v6":
         pytest.skip("V6 is not deployed in the lab (phase 2 has not run)")
-    device = rows("parking_v6", "SELECT tenant_id::text FROM sensor_devices WHERE dev_eui = %s"
+    device = U.rows("parking_v6", "SELECT tenant_id::text FROM sensor_devices WHERE dev_eui = %s"
                                 " AND assigned_space_id IS NOT NULL", (PROBE,))
     if not device:
         pytest.skip("the probe sensor is not migrated/assigned in V6 yet (phase 1 has not run)")
-    memberships = rows("parking_v6", """
+    memberships = U.rows("parking_v6", """
         SELECT u.email, m.tenant_id::text, t.type, m.created_at
           FROM users u JOIN user_memberships m ON m.user_id = u.id JOIN tenants t ON t.id = m.tenant_id
          WHERE u.is_active AND m.is_active ORDER BY u.email""")
@@ -231,7 +220,7 @@ def test_v6_on_its_own_host_every_check_passes(v6_user):
     stored = checks["webhook"]["facts"]["stored"]
     assert stored["tenant_id"] == stored["device_tenant"] == v6_user["tenant_id"]
     dedup = checks["webhook"]["facts"]["probe"]["deduplication_id"]
-    assert rows("parking_v6", "SELECT count(*) FROM sensor_readings WHERE dev_eui = %s"
+    assert U.rows("parking_v6", "SELECT count(*) FROM sensor_readings WHERE dev_eui = %s"
                               " AND strpos(raw_payload, %s) > 0", (PROBE, dedup)) == [(1,)]
     assert_no_secrets(res)
 
