@@ -477,17 +477,31 @@ def save_before_images(run, table, ids_sql):
           AND NOT EXISTS (SELECT 1 FROM {L}.before_images b WHERE b.tbl = '{table}' AND b.row_id = t.id::text)""")
 
 
-def remember(run, entity, v5_sig, v6_sig, where):
-    """row_state of the V6 rows of m_<entity> matching `where`: the V5 value carried, the V6 value
-    now (what the tool wrote or found). A later run applies a V5 change only while V6 still holds
-    that V6 value; otherwise the change is V6's and wins."""
+def record_state(run, entity, rows_sql):
+    """row_state of V6 rows, from `rows_sql` giving (v6_id, v5_sig, v6_sig): the V5 value carried,
+    the V6 value now (what the tool wrote or found). A later run applies a V5 change only while V6
+    still holds that V6 value; otherwise the change is V6's and wins."""
     run.execute(f"""
         INSERT INTO {L}.row_state (entity, v6_id, v5_sig, v6_sig, run_id)
-        SELECT DISTINCT ON (t.id) '{entity}', t.id::text, ({v5_sig})::text, coalesce(({v6_sig})::text, ''), %(run)s
-        FROM m_{entity} m JOIN {entity} t ON t.id = m.v6_id WHERE {where}
-        ORDER BY t.id
+        SELECT DISTINCT ON (r.v6_id) '{entity}', r.v6_id::text, r.v5_sig::text, coalesce(r.v6_sig::text, ''), %(run)s
+        FROM ({rows_sql}) r(v6_id, v5_sig, v6_sig) ORDER BY r.v6_id
         ON CONFLICT (entity, v6_id) DO UPDATE SET v5_sig = EXCLUDED.v5_sig, v6_sig = EXCLUDED.v6_sig,
                                                   run_id = EXCLUDED.run_id""")
+
+
+def note_conflicts(run, entity, plan, id_col, detail_sql):
+    """Rows of the plan table `plan` whose decision is conflict (both sides changed): V6 wins, each
+    is a conflict_v6_kept decision, and V5's new value is noted so it is reported once (the V6
+    value the tool wrote stays in row_state, so the gate still sees V6's edit)."""
+    decide(run, entity, "conflict_v6_kept", f"SELECT v5_id, {detail_sql} FROM {plan} WHERE decision = 'conflict'")
+    run.execute(f"""UPDATE {L}.row_state r SET v5_sig = w.v5_sig FROM {plan} w
+                    WHERE w.decision = 'conflict' AND r.entity = '{entity}' AND r.v6_id = w.{id_col}::text""")
+
+
+def remember(run, entity, v5_sig, v6_sig, where):
+    """row_state of the V6 rows of m_<entity> matching `where` (first contact)."""
+    record_state(run, entity, f"SELECT t.id, {v5_sig}, {v6_sig} FROM m_{entity} m JOIN {entity} t "
+                              f"ON t.id = m.v6_id WHERE {where}")
 
 
 def link_plan(run, table):
@@ -557,20 +571,11 @@ def link_spaces(run):
                             WHERE id IN ({gone})""")
         if n:
             run.count("space_links", f"{kind}_devices_unlinked", n)
-        run.execute(f"""
-            INSERT INTO {L}.row_state (entity, v6_id, v5_sig, v6_sig, run_id)
-            SELECT DISTINCT ON (w.dev_v6) '{table}', w.dev_v6::text, w.v5_sig,
-                   coalesce(d.assigned_space_id::text, ''), %(run)s
-            FROM lp_{table} w JOIN {table} d ON d.id = w.dev_v6 WHERE w.decision = 'apply' ORDER BY w.dev_v6
-            ON CONFLICT (entity, v6_id) DO UPDATE SET v5_sig = EXCLUDED.v5_sig, v6_sig = EXCLUDED.v6_sig,
-                                                      run_id = EXCLUDED.run_id""")
-        # both changed: V6 wins; V5's new value is noted so the conflict is reported once
-        decide(run, table, "conflict_v6_kept", f"""
-            SELECT v5_id, '{kind} ' || eui || ': V5 now places it on ' || coalesce(nullif(v5_sig, ''), 'no space')
-                   || ', V6 moved it to ' || coalesce(nullif(v6_now, ''), 'no space')
-                   || ' after phase 1: V6 kept' FROM lp_{table} WHERE decision = 'conflict'""")
-        run.execute(f"""UPDATE {L}.row_state r SET v5_sig = w.v5_sig FROM lp_{table} w
-                        WHERE w.decision = 'conflict' AND r.entity = '{table}' AND r.v6_id = w.dev_v6::text""")
+        record_state(run, table, f"SELECT w.dev_v6, w.v5_sig, d.assigned_space_id FROM lp_{table} w "
+                                 f"JOIN {table} d ON d.id = w.dev_v6 WHERE w.decision = 'apply'")
+        note_conflicts(run, table, f"lp_{table}", "dev_v6", f"""
+            '{kind} ' || eui || ': V5 now places it on ' || coalesce(nullif(v5_sig, ''), 'no space')
+            || ', V6 moved it to ' || coalesce(nullif(v6_now, ''), 'no space') || ' after phase 1: V6 kept'""")
         decide(run, table, "tenant_changed", f"""
             SELECT v5_id, '{kind} ' || eui || ': V5 moved it to space ' || space_v6 || ' of another tenant since '
                    || 'the last run; V6 has no such move (devices keep their tenant): not applied'
@@ -750,18 +755,11 @@ def guarded(run, entity, v5_sig, v6_sig, differs, legacy):
 def settle(run, entity, v6_sig, label):
     """After a guarded sync: row_state follows what was applied (or first recorded); a conflict is
     reported once (V5's new value noted, the V6 value the tool wrote kept for the gate)."""
-    run.execute(f"""
-        INSERT INTO {L}.row_state (entity, v6_id, v5_sig, v6_sig, run_id)
-        SELECT '{entity}', g.id::text, g.v5_sig, coalesce(({v6_sig})::text, ''), %(run)s
-        FROM g_{entity} g JOIN {entity} t ON t.id = g.id
-        WHERE g.decision IN ('apply', 'same') OR NOT g.known
-        ON CONFLICT (entity, v6_id) DO UPDATE SET v5_sig = EXCLUDED.v5_sig, v6_sig = EXCLUDED.v6_sig,
-                                                  run_id = EXCLUDED.run_id""")
-    decide(run, entity, "conflict_v6_kept", f"""
-        SELECT v5_id, '{label} ' || id || ': V5 changed it to ' || quote_literal(v5_sig) || ' and V6 to '
-               || quote_literal(v6_now) || ' since the last run: V6 kept' FROM g_{entity} WHERE decision = 'conflict'""")
-    run.execute(f"""UPDATE {L}.row_state r SET v5_sig = g.v5_sig FROM g_{entity} g
-                    WHERE g.decision = 'conflict' AND r.entity = '{entity}' AND r.v6_id = g.id::text""")
+    record_state(run, entity, f"SELECT g.id, g.v5_sig, {v6_sig} FROM g_{entity} g JOIN {entity} t ON t.id = g.id "
+                              f"WHERE g.decision IN ('apply', 'same') OR NOT g.known")
+    note_conflicts(run, entity, f"g_{entity}", "id", f"""
+        '{label} ' || id || ': V5 changed it to ' || quote_literal(v5_sig) || ' and V6 to '
+        || quote_literal(v6_now) || ' since the last run: V6 kept'""")
 
 
 def sync_live_state(run):

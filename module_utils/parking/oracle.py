@@ -123,8 +123,7 @@ class Oracle:
                 self.written[(entity, v6_id)] = (v6_sig, run)
 
     def excuse(self, entity, v5_id, what):
-        if (entity, str(v5_id)) in self.v6_deleted and self.identity.get((entity, str(v5_id)), "") not in (
-                self.matched.get(entity, set())):
+        if (entity, str(v5_id)) in self.v6_deleted:
             self.v6_edits.append({"entity": entity, "v5_id": str(v5_id), "v5_says": what, "v6_has": "deleted",
                                   "field": "row"})
             return True
@@ -234,7 +233,9 @@ class Oracle:
         v6 = {(t, n): sid for sid, t, n in rows}
         v6_tenant = {sid: t for sid, t, _ in rows}
         self.site = {}   # V5 site id -> (V6 site id, tenant, name)
-        for sid, tid, name in self.q5("SELECT id::text, tenant_id::text, name FROM sites ORDER BY id"):
+        v5_sites = self.q5("SELECT id::text, tenant_id::text, name FROM sites ORDER BY id")
+        self.v5_site_tenant = {sid: tid for sid, tid, _ in v5_sites}
+        for sid, tid, name in v5_sites:
             if self.excuse("sites", sid, f"site {name!r}"):
                 continue
             tenant = self.tenant.get(tid)
@@ -309,8 +310,6 @@ class Oracle:
         return cands[0][0][0], site_tenants
 
     def devices(self, table):
-        self.v5_site_tenant = getattr(self, "v5_site_tenant", None) or dict(
-            self.q5("SELECT id::text, tenant_id::text FROM sites"))
         v6 = {e: (i, t, s) for i, e, t, s in self.q6(
             f"SELECT id::text, dev_eui, tenant_id::text, assigned_space_id::text FROM {table}")}
         space_tenant = dict(self.q6("SELECT id::text, tenant_id::text FROM spaces"))
