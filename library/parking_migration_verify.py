@@ -9,7 +9,7 @@ version_added: "1.0.0"
 description:
   - Compares V6 with what V5 says it must hold, computed by an independent oracle (module_utils
     C(parking/oracle.py), written from the mapping reference; it never calls the migration engine
-    or its plan): per tenant, tenants, users by lower(email), memberships, sites, spaces, sensor
+    or its plan), per tenant - tenants, users by lower(email), memberships, sites, spaces, sensor
     and display EUIs with their tenant and space, reservations (window, status class, user),
     readings per device and state changes per space. Rows V6 had are checked for presence and
     placement; edits made in V6 after phase 1 to what the tool wrote are kept and listed
