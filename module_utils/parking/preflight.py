@@ -13,6 +13,7 @@ import re
 import time
 
 from . import schema
+from .accesslog import parse_time, read_tail, strip_provider
 from .connection import connect, describe
 from .errors import ParkingError, SchemaMismatch
 
@@ -150,27 +151,6 @@ def check_traefik(container, name="parking-traefik", required_args=()):
 
 # --------------------------------------------------------------------------- Traefik access log
 
-def _parse_time(value):
-    """Traefik's StartUTC / time fields -> aware UTC datetime (None when unparsable)."""
-    if not value or not isinstance(value, str):
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    # Go prints up to 9 fractional digits; Python takes 6
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc)
-
-
-def strip_provider(name):
-    """'website@docker' -> 'website'."""
-    return (name or "").split("@", 1)[0]
-
-
 def count_access_log(lines, now, window_hours):
     """Count requests per router and per service (provider suffix kept) started within the window.
 
@@ -193,7 +173,7 @@ def count_access_log(lines, now, window_hours):
         if not isinstance(entry, dict):
             bad += 1
             continue
-        when = _parse_time(entry.get("StartUTC")) or _parse_time(entry.get("time"))
+        when = parse_time(entry.get("StartUTC")) or parse_time(entry.get("time"))
         if when is None:
             bad += 1
             continue
@@ -210,18 +190,6 @@ def count_access_log(lines, now, window_hours):
             "routers": dict(sorted(routers.items())), "services": dict(sorted(services.items())),
             "first_seen": first.isoformat() if first else None, "last_seen": last.isoformat() if last else None,
             "window_hours": float(window_hours), "since": since.isoformat()}
-
-
-def read_tail(path, max_bytes):
-    """Lines of the last max_bytes of path (the first, partial line dropped); (lines, truncated)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        truncated = size > max_bytes
-        if truncated:
-            handle.seek(size - max_bytes)
-            handle.readline()
-        data = handle.read()
-    return data.decode("utf-8", errors="replace").splitlines(), truncated
 
 
 def legacy_names(legacy, containers=None):
@@ -272,7 +240,7 @@ def legacy_traffic(path, legacy, now, window_hours, max_bytes=256 * 1024 * 1024,
             result["with_traffic"].append(container)
     hours = f"{float(window_hours):g} h"
     partial = ""
-    if counts["first_seen"] and _parse_time(counts["first_seen"]) > _parse_time(counts["since"]):
+    if counts["first_seen"] and parse_time(counts["first_seen"]) > parse_time(counts["since"]):
         partial = f" (the log starts at {counts['first_seen']}, so it covers less than {hours})"
     if truncated:
         partial += f" (only the last {human_bytes(max_bytes)} of the log were read)"
