@@ -36,6 +36,9 @@ description:
     the row whose C(raw_payload) holds the event's deduplicationId, with the device's tenant and
     the occupancy sent - and checks that its tenant is the login's.
   - C(host_rules) - one GET per host of O(host_rules), compared with its expectation.
+  - C(routing) - waits (polling every 0.1 s, at most O(routing_timeout)) until the api host's answers
+    carry the C(X-Parking-Cutover) header value O(expect_routing) that the cutover routing file sets
+    (empty - until none does), that is until Traefik really serves the file the play wrote. Not in the default list.
   - C(error_rate) - O(error_rate_requests) GETs of /health on the api host spread over a few seconds,
     whichever backend answers (canary steps mix them); fails above O(error_rate_max). Not in the default list.
   - Every check is reported with C(name), C(passed), C(skipped), C(detail), C(ms) and C(facts).
@@ -148,7 +151,7 @@ options:
     description: Checks to run (always in the order listed here). Default all.
     type: list
     elements: str
-    choices: [health, login, devices, spaces, reservation, websocket, webhook, host_rules, error_rate]
+    choices: [routing, health, login, devices, spaces, reservation, websocket, webhook, host_rules, error_rate]
     default: [health, login, devices, spaces, reservation, websocket, webhook, host_rules]
   timeout:
     description: Seconds per HTTP request, and the longest wait for the websocket message and the database row.
@@ -162,6 +165,13 @@ options:
     description: Highest share of failed requests (status >= 400 or no answer) the C(error_rate) check accepts.
     type: float
     default: 0.0
+  expect_routing:
+    description: Value of the C(X-Parking-Cutover) response header the C(routing) check waits for (V('') = absent).
+    type: str
+  routing_timeout:
+    description: Longest wait of the C(routing) check, in seconds.
+    type: float
+    default: 30
 attributes:
   check_mode:
     support: partial
@@ -314,6 +324,8 @@ def main():
         timeout=dict(type="float", default=10.0),
         error_rate_requests=dict(type="int", default=40),
         error_rate_max=dict(type="float", default=0.0),
+        expect_routing=dict(type="str"),
+        routing_timeout=dict(type="float", default=30.0),
     ), supports_check_mode=True)
     p = module.params
     db_factory = None

@@ -45,10 +45,10 @@ from urllib.parse import quote, urlencode
 
 from .errors import ConfigError, ParkingError
 
-CHECKS = ("health", "login", "devices", "spaces", "reservation", "websocket", "webhook", "host_rules",
+CHECKS = ("routing", "health", "login", "devices", "spaces", "reservation", "websocket", "webhook", "host_rules",
           "error_rate")
-READ_CHECKS = ("health", "login", "devices", "spaces", "host_rules", "error_rate")   # the check-mode set
-DEFAULT_CHECKS = CHECKS[:-1]  # error_rate runs only when asked (canary gates)
+READ_CHECKS = ("routing", "health", "login", "devices", "spaces", "host_rules", "error_rate")   # the check-mode set
+DEFAULT_CHECKS = CHECKS[1:-1]  # routing and error_rate run only when asked (cutover steps)
 WRITE_CHECKS = ("reservation", "websocket", "webhook")
 BACKENDS = {"v5": "5.", "v6": "6."}                                 # /health version prefixes
 # Each backend's contract for the checks (V6: docs/v6-contract.md; the real V6 has none of V5's
@@ -93,6 +93,7 @@ EUI_RE = re.compile(r"^[0-9A-F]{16}$")
 USER_AGENT = "parking-migrate-smoke/1.0"
 MAX_BODY = 32 * 1024 * 1024
 POLL_INTERVAL = 0.2
+ROUTING_HEADER = "X-Parking-Cutover"        # set by the cutover routers (cutover-routing.yml.j2)
 REDACTED = "********"
 
 # Probe event identity (ChirpStack ids are UUIDs; V5/V6 read devEui, profile, fCnt, data, rxInfo).
@@ -209,6 +210,8 @@ def normalise_options(params):
         "timeout": float(p.get("timeout") or 10.0),
         "error_rate_requests": int(p.get("error_rate_requests") or 40),
         "error_rate_max": float(p.get("error_rate_max") or 0.0),
+        "expect_routing": p.get("expect_routing"),
+        "routing_timeout": float(p.get("routing_timeout") or 30.0),
     }
     if not 1 <= opts["connect_port"] <= 65535:
         raise ConfigError(f"connect_port must be 1-65535, got {opts['connect_port']}")
@@ -217,7 +220,7 @@ def normalise_options(params):
     if opts["ca_file"] and not os.path.isfile(opts["ca_file"]):
         raise ConfigError(f"ca_file {opts['ca_file']!r} does not exist")
     checks = p.get("checks")
-    checks = list(CHECKS) if not checks else [str(c) for c in checks]
+    checks = list(DEFAULT_CHECKS) if not checks else [str(c) for c in checks]
     unknown = [c for c in checks if c not in CHECKS]
     if unknown:
         raise ConfigError(f"checks: unknown {', '.join(unknown)}; known: {', '.join(CHECKS)}")
@@ -1275,6 +1278,34 @@ class SmokeRun:
         if failed:
             raise CheckFailed(f"{len(failed)} of {len(results)} hosts not as expected: " + "; ".join(failed), facts)
         return f"{len(results)} hosts as expected", facts
+
+    def check_routing(self):
+        """Wait until Traefik serves the routing file the play just wrote: the cutover routers add
+        ROUTING_HEADER (e.g. "v6=10"); expect_routing "" waits until no response carries it (the
+        file is gone, V5's own routers answer). A poll every POLL_INTERVAL, not a fixed pause."""
+        want = self.o["expect_routing"]
+        if want is None:
+            raise CheckFailed("the routing check needs expect_routing (the header value, or '' for none)")
+        started, seen, polls = time.monotonic(), None, 0
+        deadline = started + self.o["routing_timeout"]
+        while True:
+            polls += 1
+            try:
+                resp = self.http.request(self.api, "GET", "/health")
+                seen = resp.headers.get(ROUTING_HEADER.lower(), "")
+            except CheckFailed as exc:
+                seen = f"(no answer: {str(exc)[:80]})"
+            if seen == want:
+                took = time.monotonic() - started
+                facts = {"routing": want, "seconds": round(took, 3), "polls": polls}
+                return f"Traefik serves {want or 'no cutover routing'} after {took:.2f} s", facts
+            if time.monotonic() >= deadline:
+                raise CheckFailed(
+                    f"Traefik did not load the routing within {self.o['routing_timeout']:g} s: "
+                    f"{self.http.vhost(self.api)} answers with {ROUTING_HEADER} {seen!r}, expected {want!r}. "
+                    "Look at Traefik's log for an error in the file-provider directory (a rejected file "
+                    "leaves V5's own routers in charge)", {"routing": seen, "expected": want, "polls": polls})
+            time.sleep(POLL_INTERVAL / 2)
 
     def check_error_rate(self):
         """Client-side error rate of the api host through Traefik, whichever backend answers

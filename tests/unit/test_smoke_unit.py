@@ -315,7 +315,8 @@ def test_options_defaults_and_order():
     assert o["checks"] == ["health", "webhook"]
     assert o["probe_dev_eui"] == EUI and o["api_host"] == "api" and o["timeout"] == 10.0
     assert o["host_rules"]["api"]["version_prefix"] == "expected"
-    assert smoke.normalise_options(options())["checks"] == list(smoke.CHECKS)
+    assert smoke.normalise_options(options())["checks"] == list(smoke.DEFAULT_CHECKS)
+    assert "routing" not in smoke.DEFAULT_CHECKS and "error_rate" not in smoke.DEFAULT_CHECKS
 
 
 @pytest.mark.parametrize("over,match", [
@@ -412,3 +413,41 @@ def test_writes_are_skipped_after_a_wrong_backend():
     for name in smoke.WRITE_CHECKS:
         assert "not V6" in run.skip_reason(name, False)
     assert run.skip_reason("spaces", False) is None
+
+
+class _Headers:
+    """Answers /health with a routing header that changes after a few polls (Traefik loading)."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def request(self, host, method, path, body=None, token=None, form=None):
+        value = self.values.pop(0) if len(self.values) > 1 else self.values[0]
+        headers = {} if value is None else {"x-parking-cutover": value}
+        return smoke.Response(200, headers, b'{"status": "healthy", "version": "5.8.0"}', 1.0)
+
+    def vhost(self, host):
+        return f"{host}.example.test"
+
+
+def _routing_run(values, want, timeout=2.0):
+    run = smoke.SmokeRun(smoke.normalise_options(options(checks=["routing"], expect_routing=want,
+                                                         routing_timeout=timeout)))
+    run.http = _Headers(values)
+    return run.run()
+
+
+def test_routing_waits_until_traefik_serves_the_new_file():
+    out = _routing_run([None, "v6=0", "v6=0", "v6=10"], "v6=10")
+    check = out["checks"][0]
+    assert check["passed"] and check["facts"]["polls"] == 4 and check["facts"]["routing"] == "v6=10"
+
+
+def test_routing_waits_for_the_header_to_go_when_the_file_is_removed():
+    assert _routing_run(["v6=0", None], "")["checks"][0]["passed"]
+
+
+def test_routing_fails_with_what_traefik_serves_when_the_file_never_loads():
+    out = _routing_run([None], "v6=100", timeout=0.3)
+    check = out["checks"][0]
+    assert check["passed"] is False and "'v6=100'" in check["detail"] and "Traefik's log" in check["detail"]
