@@ -34,9 +34,9 @@ def parse_args(argv):
     parser.add_argument("--scale", type=int, default=1,
                         help="history size: 105 V5 history rows per unit (default 1)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--anchor", type=dt.date.fromisoformat,
-                        default=dt.datetime.now(dt.timezone.utc).date(),
-                        help="date all timestamps are relative to, YYYY-MM-DD (default: today UTC)")
+    parser.add_argument("--anchor", type=dt.date.fromisoformat, default=None,
+                        help="date all timestamps are relative to, YYYY-MM-DD (default: the anchor "
+                             "the lab databases were seeded with, else today UTC)")
     parser.add_argument("--integration-url", default=DEFAULT_INTEGRATION_URL,
                         help="event_endpoint_url of ChirpStack's HTTP integrations")
     parser.add_argument("--reset", action="store_true",

@@ -1,5 +1,6 @@
 """Seed the four lab databases: roles, per-database state check, create, one transaction each."""
 import dataclasses
+import datetime as dt
 import time
 from typing import Callable
 
@@ -99,6 +100,11 @@ def run(options):
         if options.reset:
             for plan in PLANS:
                 drop_database(admin, options.dbname(plan))
+        if options.anchor is None:
+            # no date asked for: keep the one the lab was seeded with (a lab seeded yesterday is
+            # still the same lab after midnight), else today
+            options = dataclasses.replace(options, anchor=stored_anchor(admin, options)
+                                          or dt.datetime.now(dt.timezone.utc).date())
         states = {plan.name: database_state(admin, options, plan) for plan in PLANS}
         refuse_foreign_states(options, states)
         todo = [plan for plan in PLANS if states[plan.name] != "seeded"]
@@ -174,6 +180,26 @@ def create_database(admin, dbname):
             cur.execute(f'ALTER DATABASE "{dbname}" OWNER TO {OWNER}')
         else:
             cur.execute(f'CREATE DATABASE "{dbname}" OWNER {OWNER}')
+
+
+def stored_anchor(admin, options):
+    """The anchor date an existing lab database was seeded with (None when none was)."""
+    for plan in PLANS:
+        dbname = options.dbname(plan)
+        if not _database_exists(admin, dbname):
+            continue
+        conn = connect(options.params, dbname, options.admin_user, options.admin_password)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('lab_meta.seed_state') IS NOT NULL")
+                if cur.fetchone()[0]:
+                    cur.execute("SELECT anchor FROM lab_meta.seed_state WHERE db = %s", (plan.name,))
+                    row = cur.fetchone()
+                    if row:
+                        return row[0]
+        finally:
+            conn.close()
+    return None
 
 
 def database_state(admin, options, plan):

@@ -5,7 +5,8 @@ Reads the per-application HTTP integrations, the enabled devices and the gateway
 from the ``chirpstack`` database every second, and POSTs ChirpStack-shaped ``up`` events
 (``?event=up``, JSON, lowerCamelCase, see shared/reference/chirpstack-v4.md section 5) at a
 steady total rate, round-robin over the devices. Like ChirpStack it never waits for the
-receiver: every event is handed to a worker pool, 5 s timeout, no retry. Every attempt is
+receiver: every event is handed to a worker pool, 5 s timeout, no retry, over keep-alive connections
+shared by the workers (ChirpStack keeps one HTTP client). Every attempt is
 recorded as one JSON line.
 
 ChirpStack hands each event to a task of its own (chirpstack-v4.md section 5: ``tokio::spawn``),
@@ -317,23 +318,74 @@ class ConfigReader(threading.Thread):
 # Sending, recording, pacing
 # --------------------------------------------------------------------------------------------
 
-def post_event(url, headers, body):
-    """One POST, no retry, no redirect. Returns (status or None, error or None)."""
+class ConnectionPool:
+    """Idle keep-alive connections per (scheme, host, port), shared by every worker, as the one
+    reqwest Client ChirpStack keeps for all HTTP integrations (integration/http.rs: a static
+    Client, so hyper's connection pool): a connection is reused when one is idle, a new one is
+    opened otherwise; idle ones are dropped after IDLE_TIMEOUT (hyper's default is 90 s)."""
+
+    IDLE_TIMEOUT = 90.0
+    MAX_IDLE = 64
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.idle = collections.defaultdict(list)   # key -> [(conn, last used)]
+
+    def get(self, key):
+        now = time.monotonic()
+        with self.lock:
+            stack = self.idle[key]
+            while stack:
+                conn, used = stack.pop()
+                if now - used < self.IDLE_TIMEOUT:
+                    return conn, True
+                conn.close()
+        scheme, host, port = key
+        conn_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        return conn_class(host, port, timeout=HTTP_TIMEOUT), False
+
+    def put(self, key, conn):
+        with self.lock:
+            stack = self.idle[key]
+            if len(stack) < self.MAX_IDLE:
+                stack.append((conn, time.monotonic()))
+                return
+        conn.close()
+
+
+POOL = ConnectionPool()
+
+
+def post_event(url, headers, body, pool=POOL):
+    """One POST, no retry, no redirect, on a pooled keep-alive connection. Returns (status or None,
+    error or None). Like hyper, a request that could not even be written on a reused connection
+    (the server had closed it while idle) goes once on a new connection; nothing else is retried."""
     parts = urlsplit(url)
-    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    key = (parts.scheme, parts.hostname, parts.port)
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    conn = conn_class(parts.hostname, parts.port, timeout=HTTP_TIMEOUT)
-    try:
-        conn.request("POST", path, body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
+    for _ in range(2):
+        conn, reused = pool.get(key)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            if reused:
+                continue
+            return None, "%s: %s" % (type(exc).__name__, exc)
+        try:
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return None, "%s: %s" % (type(exc).__name__, exc)
+        if response.will_close:
+            conn.close()
+        else:
+            pool.put(key, conn)
         if 200 <= response.status < 300:
             return response.status, None
         return response.status, "HTTP %d %s" % (response.status, response.reason)
-    except (OSError, http.client.HTTPException) as exc:
-        return None, "%s: %s" % (type(exc).__name__, exc)
-    finally:
-        conn.close()
+    return None, "ConnectionError: every pooled connection was closed"
 
 
 class Recorder:
