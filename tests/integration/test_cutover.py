@@ -1,10 +1,24 @@
-"""Phases 2 and 3 under load on the real lab: 50 uplinks/s (ChirpStack simulator) and 20 API
-requests/s through Traefik, while V6 is deployed, a cutover is reverted automatically because
-V6 turns unhealthy, the real cutover runs, and rollback-3 hands traffic back to V5.
-0 failed requests, 0 lost uplinks (every attempt 2xx and its row in V5 or V6)."""
+"""Phases 2 and 3 under load on a busy host, on the real lab.
+
+Load: the ChirpStack simulator at 50 uplinks/s, an API client at 20 requests/s through Traefik,
+and a CPU hog saturating every core (bench/cpu_hog.py) from the start of the module to its end.
+A baseline window under the same load, with nothing switching, comes first; every case below
+must add 0 failed requests and 0 unanswered or lost uplinks beyond what the baseline's failure
+share predicts (an uplink counts when its attempt was answered 2xx and its reading is in V5 or V6).
+
+Cases: V6 turns unhealthy during the canary (automatic revert), the real cutover (10 % -> 100 % in
+at most 15 s, second runs change nothing) and rollback-3; V6 killed at 10 %, at 100 % and during
+the final gate (Traefik sends everything to V5 within 1 s, the play reverts); Traefik restarted
+mid-cutover (clients are refused while it restarts - unavoidable - and the play must notice and
+revert). Every case prints its figures as one `[cutover]` JSON line; all of them are also written to
+<lab state>/cutover-figures.json.
+"""
+import contextlib
 import json
 import os
 import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -13,50 +27,117 @@ pytestmark = pytest.mark.lab_mutating
 
 import uplinks
 from labdb import ROOT, recap, run_playbook
-from labutil import sim, wait_for
-from traffic import ROUTING, ApiClient, backend, v5_serving_since, v6_weight
+from labutil import STATE_DIR, sim, wait_for
+from traffic import (ROUTING, ApiClient, Play, backend, beyond_baseline, container_healthy, v6_left_behind,
+                     v6_weight, window)
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import cpu_hog  # noqa: E402
+
+BASELINE_S = 20
+FIGURES = {}
+FIGURES_FILE = os.path.join(STATE_DIR, "cutover-figures.json")
+
+
+def record(case, figures):
+    FIGURES[case] = figures
+    print(f"\n[cutover] {case}: " + json.dumps(figures))
+    with open(FIGURES_FILE, "w") as f:
+        json.dump(FIGURES, f, indent=1)
+
 
 @pytest.fixture(scope="module")
 def loaded_lab():
-    """The simulator at 50 uplinks/s and the API client at 20 req/s, then phases 1 and 2 under load."""
-    run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")  # routing on V5 whatever ran before
-    sim("/sim/control", {"running": True, "rate": 50, "reset_totals": True})
-    client = ApiClient(rate=20)
-    client.start()
-    t0 = time.time()
-    run_playbook("playbooks/01-migrate-data.yml")
-    run_playbook("playbooks/02-deploy-v6.yml")
-    yield {"client": client, "t0": t0}
-    client.stop()
-    sim("/sim/control", {"rate": 20})
-    subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"], capture_output=True)
+    """Load and hog from the start; phases 1 and 2 under it; then the baseline window."""
+    with contextlib.ExitStack() as stack:
+        run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")  # routing on V5 whatever ran before
+        stack.enter_context(cpu_hog.running())
+        sim("/sim/control", {"running": True, "rate": 50, "reset_totals": True})
+        client = ApiClient(rate=20)
+        client.start()
+        stack.callback(client.stop)
+        stack.callback(sim, "/sim/control", {"rate": 20})
+        run_playbook("playbooks/01-migrate-data.yml")
+        run_playbook("playbooks/02-deploy-v6.yml")
+        time.sleep(3)
+        t_b0 = time.time()
+        time.sleep(BASELINE_S)
+        t_b1 = time.time()
+        base = {"api": window(client, t_b0, t_b1),
+                "uplinks": {k: v for k, v in uplinks.account(t_b0, t_b1).items() if k != "examples"}}
+        record("baseline", base)
+        yield {"client": client, "baseline": base}
+        subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
+                       capture_output=True)
+        container_healthy("parking-api-v6")
+        container_healthy("parking-traefik")
+
+
+def measure(lab, t0, t1, **extra):
+    """API and uplink figures of [t0, t1] after uplinks in flight finished (5 s time-out), and what
+    they add beyond the baseline."""
+    time.sleep(max(0.0, t1 + 6 - time.time()))
+    api = window(lab["client"], t0, t1)
+    acc = uplinks.account(t0, t1)
+    base = lab["baseline"]
+    out = dict(extra, api=api, uplinks={k: v for k, v in acc.items() if k != "examples"},
+               uplink_examples=[list(x)[:3] for x in acc["examples"]])
+    out["added_failed_requests"] = beyond_baseline(base["api"]["failed"], base["api"]["requests"],
+                                                   api["failed"], api["requests"])
+    out["added_lost_uplinks"] = beyond_baseline(base["uplinks"]["not_2xx"] + base["uplinks"]["lost"],
+                                                base["uplinks"]["attempts"],
+                                                acc["not_2xx"] + acc["lost"], acc["attempts"])
+    return out
+
+
+def weight_watch():
+    """(thread, seen): when the routing file first showed each V6 weight (sampled every 20 ms)."""
+    seen, halt = {}, threading.Event()
+
+    def run():
+        while not halt.is_set():
+            w = v6_weight()
+            if w is not None and w not in seen:
+                seen[w] = time.time()
+            time.sleep(0.02)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return halt, seen
 
 
 def test_cutover_under_load_with_automatic_revert_and_rollback_3(loaded_lab):
-    figures = {}
     # 1. V6 turns unhealthy in the middle of a cutover: routing goes back to V5 on its own
-    env = dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
-    proc = subprocess.Popen(["ansible-playbook", "playbooks/03-cutover.yml"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: v6_weight() == 10 or proc.poll() is not None, timeout=120, interval=0.1)
-    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    t0 = time.time()
+    play = Play("playbooks/03-cutover.yml")
+    wait_for(lambda: v6_weight() == 10 or not play.running(), timeout=180, interval=0.05)
+    assert play.running(), play.out[-3000:]
     subprocess.run(["docker", "exec", "parking-api-v6", "touch", "/tmp/parking-lab-unhealthy"], check=True)
     t_fault = time.time()
-    figures["v5_serving_after_fault_s"] = round(v5_serving_since(t_fault), 2)
-    out = proc.communicate(timeout=300)[0]
-    figures["revert_done_s"] = round(time.time() - t_fault, 2)
-    assert proc.returncode != 0
-    assert "Cutover reverted" in out, out[-3000:]
+    rc = play.wait()
+    t_end = time.time()
+    assert rc != 0 and "Cutover reverted" in play.out, play.out[-3000:]
     assert v6_weight() == 0
-    assert figures["v5_serving_after_fault_s"] <= 5, figures
     subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"], check=True)
-    wait_for(lambda: subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", "parking-api-v6"],
-                                    capture_output=True, text=True).stdout.strip() == "healthy", timeout=60)
+    container_healthy("parking-api-v6")
+    left, touched = v6_left_behind(t_fault, t_end)
+    fig = measure(loaded_lab, t0, t_end, v5_serving_everything_after_s=left, v6_requests_after_fault=touched,
+                  revert_done_s=round(t_end - t_fault, 1))
+    record("v6 unhealthy at 10 %", fig)
+    # V6 still answers requests while /health fails: its health check (every 1 s) takes it out
+    assert left <= 3, fig
+    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
 
-    # 2. the real cutover
+    # 2. the real cutover, 10 % -> 100 % as fast as the gates allow
+    halt, seen = weight_watch()
     t_switch = time.time()
-    proc, figures["cutover_s"] = run_playbook("playbooks/03-cutover.yml")
+    proc, cutover_s = run_playbook("playbooks/03-cutover.yml")
+    halt.set()
+    t_switched = time.time()
     assert v6_weight() == 100 and backend() == "6"
+    assert "phase3-cutover-timeline.svg" in open(os.path.join(ROOT, "reports", "phase3-cutover.md")).read()
+    svg = open(os.path.join(ROOT, "reports", "phase3-cutover-timeline.svg")).read()
+    assert svg.startswith("<") and "</svg>" in svg
+    ten_to_full = seen[100] - seen[10]
     # second runs change nothing
     again, _ = run_playbook("playbooks/03-cutover.yml")
     assert recap(again.stdout)["changed"] == 0, again.stdout[-4000:]
@@ -65,19 +146,67 @@ def test_cutover_under_load_with_automatic_revert_and_rollback_3(loaded_lab):
     time.sleep(3)
 
     # 3. rollback-3: back to V5, what V6 received copied back
-    proc, figures["rollback3_s"] = run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
+    t_r0 = time.time()
+    proc, rollback3_s = run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
+    t_r1 = time.time()
     assert not os.path.exists(ROUTING)
     assert backend() == "5"
     assert "sensor_readings" in proc.stdout
+    fig = measure(loaded_lab, t_switch, t_switched, cutover_s=round(cutover_s, 1),
+                  ten_to_hundred_s=round(ten_to_full, 1))
+    fig["rollback_3"] = measure(loaded_lab, t_r0, t_r1, rollback3_s=round(rollback3_s, 1))
+    record("cutover and rollback-3", fig)
+    assert ten_to_full <= 15, fig
+    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
+    assert fig["rollback_3"]["added_failed_requests"] == 0 and fig["rollback_3"]["added_lost_uplinks"] == 0, fig
+    assert fig["uplinks"]["in_v6"] > 0
 
-    client = loaded_lab["client"]
+
+@pytest.mark.parametrize("when", ["10 %", "100 %", "final gate"])
+def test_v6_killed_mid_cutover_costs_nothing(loaded_lab, when):
+    """docker kill parking-api-v6 at a step: Traefik sends V6's share to V5 within 1 s, no request
+    fails, no uplink is lost; the play reverts, copies back what V6 stored, and says so."""
+    reached = {"10 %": lambda play: v6_weight() == 10,
+               "100 %": lambda play: v6_weight() == 100,
+               "final gate": lambda play: play.reached("Catch up what V5 wrote during the switch")}[when]
+    t0 = time.time()
+    play = Play("playbooks/03-cutover.yml")
+    wait_for(lambda: reached(play) or not play.running(), timeout=240, interval=0.05)
+    assert play.running(), play.out[-3000:]
+    subprocess.run(["docker", "kill", "parking-api-v6"], check=True, capture_output=True)
+    t_kill = time.time()
+    rc = play.wait()
     t_end = time.time()
-    time.sleep(7)  # uplinks in flight finish (5 s timeout)
-    summary = client.summary(since=loaded_lab["t0"], until=t_end)
-    account = uplinks.account(loaded_lab["t0"], t_end)
-    figures.update(api=summary, uplinks={k: v for k, v in account.items() if k != "examples"},
-                   switch_window_api=client.summary(since=t_switch, until=t_switch + figures["cutover_s"]))
-    print("\n[cutover] " + json.dumps(figures))
-    assert summary["failed"] == 0, summary
-    assert account["not_2xx"] == 0 and account["lost"] == 0, account
-    assert account["in_v6"] > 0 and account["in_v5"] > 0
+    container_healthy("parking-api-v6")
+    left, touched = v6_left_behind(t_kill, t_end)
+    fig = measure(loaded_lab, t0, t_end, v5_serving_everything_after_s=left, requests_retried_or_on_v6=touched,
+                  revert_done_s=round(t_end - t_kill, 1), kill_window=measure(loaded_lab, t_kill - 1, t_kill + 5))
+    record(f"v6 killed at {when}", fig)
+    assert rc != 0 and "Cutover reverted" in play.out, play.out[-3000:]
+    assert v6_weight() == 0 and backend() == "5"
+    assert left <= 1.0, fig
+    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
+    # the revert copied back what V6 stored: every reading is in V5 again
+    in_v5 = uplinks.account(t0, t_end, v5_only=True)
+    assert in_v5["lost"] == 0, {k: v for k, v in in_v5.items() if k != "examples"}
+
+
+def test_traefik_restart_mid_cutover_is_noticed_and_reverted(loaded_lab):
+    """Traefik is the only way in: while it restarts clients are refused (no routing can help).
+    The play must see it (its gates read Traefik's start time and what clients saw) and revert."""
+    t0 = time.time()
+    play = Play("playbooks/03-cutover.yml")
+    wait_for(lambda: v6_weight() == 10 or not play.running(), timeout=240, interval=0.05)
+    assert play.running(), play.out[-3000:]
+    t_restart = time.time()
+    subprocess.run(["docker", "restart", "parking-traefik"], check=True, capture_output=True)
+    serving = wait_for(lambda: backend() is not None, timeout=60, interval=0.05)
+    t_back = time.time()
+    rc = play.wait()
+    t_end = time.time()
+    container_healthy("parking-traefik")
+    fig = measure(loaded_lab, t0, t_end, traefik_down_s=round(t_back - t_restart, 2))
+    record("traefik restarted at 10 %", fig)
+    assert serving
+    assert rc != 0 and "Cutover reverted" in play.out and "Traefik restarted" in play.out, play.out[-3000:]
+    assert v6_weight() == 0 and backend() == "5"

@@ -11,9 +11,11 @@ right after logging in. Every request is recorded with its time, status, latency
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
+from labdb import NICE, ROOT
 from labutil import STATE_DIR, traefik
 
 
@@ -122,12 +124,81 @@ def v6_weight():
     return int(found.group(1)) if found else None
 
 
-def v5_serving_since(t_fault, needed=20, timeout=30):
-    """Seconds from t_fault until `needed` consecutive api answers came from V5."""
-    streak, deadline = 0, time.time() + timeout
-    while time.time() < deadline:
-        streak = streak + 1 if backend() == "5" else 0
-        if streak >= needed:
-            return time.time() - t_fault
-        time.sleep(0.05)
-    raise AssertionError("V5 did not take all traffic back")
+ACCESS_LOG = os.path.join(STATE_DIR, "traefik", "logs", "access.log")
+
+
+def v6_left_behind(t_fault, t_end, hosts=("api.", "parking-")):
+    """Seconds from t_fault until requests on the cutover hosts stopped touching V6, from Traefik's
+    access log: the start of the last request after t_fault that V6 served or that needed a retry
+    (it was sent to V6 first). 0.0 when none did. Also returns that request count."""
+    from parking.accesslog import iter_window
+    last, touched = None, 0
+    for e in iter_window(ACCESS_LOG, t_fault, t_end, 512 * 1024 * 1024):
+        if not str(e.get("RequestHost", "")).startswith(hosts):
+            continue
+        if "v6" in str(e.get("ServiceName", "")) or int(e.get("RetryAttempts") or 0) > 0:
+            touched += 1
+            last = e["_t"] if last is None else max(last, e["_t"])
+    return (0.0 if last is None else round(last - t_fault, 2)), touched
+
+
+def window(client, t0, t1):
+    """The API client's figures between t0 and t1: requests, failed, p99 and worst latency (ms)."""
+    rec = [r for r in client.records if t0 <= r[0] <= t1]
+    lat = sorted(r[2] for r in rec) or [0.0]
+    return {"requests": len(rec), "failed": sum(r[3] != "ok" for r in rec),
+            "p99_ms": round(lat[max(0, -(-len(lat) * 99 // 100) - 1)], 1), "max_ms": round(lat[-1], 1),
+            "failures": [r[3] for r in rec if r[3] != "ok"][:5]}
+
+
+def beyond_baseline(baseline_failed, baseline_n, failed, n):
+    """Failures beyond what the baseline's failure share predicts for n requests (>= 0)."""
+    allowed = (baseline_failed * n) // baseline_n if baseline_n else 0
+    return max(0, failed - allowed)
+
+
+class Play:
+    """ansible-playbook in the background; its output is read as it comes, so a test can act when
+    the play reaches a task (`reached(text)`)."""
+
+    def __init__(self, *args):
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+        env["PATH"] = os.path.join(ROOT, ".venv", "bin") + os.pathsep + env.get("PATH", "")
+        self.t0 = time.time()
+        self.proc = subprocess.Popen([*NICE, "ansible-playbook", *args], cwd=ROOT, env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def out(self):
+        return "".join(self.lines)
+
+    def reached(self, text):
+        return any(text in line for line in self.lines)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def wait(self, timeout=600):
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return self.proc.returncode
+
+
+def container_healthy(name, timeout=90):
+    """Start the container if it is not running and wait until Docker calls it healthy."""
+    state = lambda: subprocess.run(["docker", "inspect", "-f", "{{.State.Running}} {{.State.Health.Status}}", name],
+                                   capture_output=True, text=True).stdout.split()
+    if state()[:1] != ["true"]:
+        subprocess.run(["docker", "start", name], check=True, capture_output=True)
+    deadline = time.time() + timeout
+    while state()[1:] != ["healthy"]:
+        if time.time() > deadline:
+            raise AssertionError(f"{name} not healthy after {timeout} s: {state()}")
+        time.sleep(0.5)

@@ -310,3 +310,61 @@ class TestWebConfig:
 
     def test_page_names_the_service(self):
         assert b"parking-website" in web.Config({"SERVICE_NAME": "parking-website"}).page()
+
+
+class TestSimulatorConnections:
+    """The simulator keeps connections alive like ChirpStack's single reqwest client, and a
+    connection the server closed while idle never costs an event."""
+
+    def serve(self):
+        import http.server
+        import threading
+        seen = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                seen.append(self.client_address[1])
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a):
+                pass
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, seen
+
+    def test_events_reuse_one_connection(self):
+        server, seen = self.serve()
+        pool = sim.ConnectionPool()
+        url = f"http://127.0.0.1:{server.server_address[1]}/up?event=up"
+        try:
+            for _ in range(3):
+                assert sim.post_event(url, {"Content-Type": "application/json"}, b"{}", pool) == (200, None)
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert len(seen) == 3 and len(set(seen)) == 1
+
+    def test_idle_connections_closed_by_the_server_are_replaced(self):
+        server, seen = self.serve()
+        pool = sim.ConnectionPool()
+        url = f"http://127.0.0.1:{server.server_address[1]}/up?event=up"
+        try:
+            for _ in range(2):  # two idle connections in the pool
+                conns = [pool.get(("http", "127.0.0.1", server.server_address[1]))[0] for _ in range(2)]
+                for c in conns:
+                    c.request("POST", "/up", body=b"{}", headers={"Content-Type": "application/json"})
+                    c.getresponse().read()
+                    pool.put(("http", "127.0.0.1", server.server_address[1]), c)
+                for conns_ in pool.idle.values():
+                    for c, _ in conns_:
+                        c.sock.close()   # as if the server had closed them (a restart)
+                assert sim.post_event(url, {"Content-Type": "application/json"}, b"{}", pool) == (200, None)
+        finally:
+            server.shutdown()
+            server.server_close()

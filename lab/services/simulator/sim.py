@@ -344,6 +344,14 @@ class ConnectionPool:
         conn_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
         return conn_class(host, port, timeout=HTTP_TIMEOUT), False
 
+    def discard(self, key):
+        """Drop every idle connection to key: one of them was found closed by the server, so the
+        others (same server, same moment) are too - hyper notices such closes on its own."""
+        with self.lock:
+            stack, self.idle[key] = self.idle[key], []
+        for conn, _ in stack:
+            conn.close()
+
     def put(self, key, conn):
         with self.lock:
             stack = self.idle[key]
@@ -370,6 +378,7 @@ def post_event(url, headers, body, pool=POOL):
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             if reused:
+                pool.discard(key)   # the retry opens a new connection
                 continue
             return None, "%s: %s" % (type(exc).__name__, exc)
         try:
