@@ -39,7 +39,7 @@ description:
   - C(routing) - waits (polling every 0.1 s, at most O(routing_timeout)) until the api host's answers
     carry the C(X-Parking-Cutover) header value O(expect_routing) that the cutover routing file sets
     (empty - until none does), that is until Traefik really serves the file the play wrote. Not in the default list.
-  - C(error_rate) - O(error_rate_requests) GETs of /health on the api host spread over a few seconds,
+  - C(error_rate) - O(error_rate_requests) GETs of /health on the api host, back to back,
     whichever backend answers (canary steps mix them); fails above O(error_rate_max). Not in the default list.
   - Every check is reported with C(name), C(passed), C(skipped), C(detail), C(ms) and C(facts).
     The module fails, listing the failed checks, unless every check that ran passed.
@@ -158,7 +158,7 @@ options:
     type: float
     default: 10
   error_rate_requests:
-    description: Requests the C(error_rate) check sends to the api host (GET /health, 0.1 s apart).
+    description: Requests the C(error_rate) check sends to the api host (GET /health, back to back).
     type: int
     default: 40
   error_rate_max:

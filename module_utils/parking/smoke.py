@@ -1309,8 +1309,9 @@ class SmokeRun:
 
     def check_error_rate(self):
         """Client-side error rate of the api host through Traefik, whichever backend answers
-        (a canary step mixes them): GET /health spread over a few seconds; an error is a
-        connection failure or a status >= 400."""
+        (a canary step mixes them): GET /health back to back, no pause (the whole phase's client
+        traffic is gated separately, parking_traffic); an error is a connection failure or a
+        status >= 400."""
         n, errors, statuses = self.o["error_rate_requests"], [], {}
         for i in range(n):
             try:
@@ -1320,7 +1321,6 @@ class SmokeRun:
                     errors.append(f"HTTP {resp.status}")
             except CheckFailed as exc:
                 errors.append(str(exc)[:120])
-            time.sleep(0.1)
         rate = len(errors) / n
         facts = {"requests": n, "errors": len(errors), "rate": rate, "statuses": statuses, "examples": errors[:5]}
         if rate > self.o["error_rate_max"]:
