@@ -1,4 +1,11 @@
-"""Filter `parking_container_spec`: a container's `docker inspect` data as community.docker.docker_container options.
+"""Filters on a container's `docker inspect` data (community.docker.docker_container_info's `container`).
+
+`parking_container_public`: the same data without what may hold a secret (the environment, the
+host configuration, mounts): what a health gate, a message or a module argument may show.
+
+`parking_container_health`: one word for its health (healthy, unhealthy, starting, missing...).
+
+`parking_container_spec`: the data as community.docker.docker_container options.
 
 Phase 4 saves the inspect data of every container it removes; rollback-4 recreates each one
 with these options (same image, command, environment, labels -- Traefik's routers among them --,
@@ -90,6 +97,45 @@ def container_spec(inspect):
     return spec
 
 
+def container_public(inspect):
+    """Name, image, command, labels and state (health with its last check's output) of the
+    inspected container; None stays None. Never the environment (DATABASE_URL, JWT keys)."""
+    if not inspect:
+        return None
+    if "container" in inspect and "exists" in inspect:  # a whole docker_container_info result
+        return container_public(inspect.get("container"))
+    config = inspect.get("Config") or {}
+    state = inspect.get("State") or {}
+    out_state = {k: state[k] for k in ("Status", "Running", "ExitCode", "StartedAt") if k in state}
+    health = state.get("Health")
+    if health:
+        log = health.get("Log") or []
+        out_state["Health"] = {"Status": health.get("Status"), "FailingStreak": health.get("FailingStreak"),
+                               "Output": ((log[-1].get("Output") or "").strip()[:300] if log else "")}
+    return {
+        "Name": inspect.get("Name"),
+        "Image": inspect.get("Image"),
+        "Args": list(inspect.get("Args") or []),
+        "RestartCount": inspect.get("RestartCount"),
+        "Config": {"Image": config.get("Image"), "Cmd": config.get("Cmd"), "Labels": config.get("Labels") or {}},
+        "State": out_state,
+    }
+
+
+def container_health(info):
+    """One word for a container's health, from docker_container_info's result or its inspect data:
+    healthy, unhealthy, starting, missing, or the state of a container without a health check."""
+    if info and "exists" in info:
+        info = info.get("container") if info.get("exists") else None
+    if not info:
+        return "missing"
+    state = info.get("State") or {}
+    if state.get("Status") != "running":
+        return state.get("Status") or "not running"
+    return (state.get("Health") or {}).get("Status") or "running without a health check"
+
+
 class FilterModule:
     def filters(self):
-        return {"parking_container_spec": container_spec}
+        return {"parking_container_spec": container_spec, "parking_container_public": container_public,
+                "parking_container_health": container_health}

@@ -109,3 +109,30 @@ def test_container_spec_minimal_and_host_network():
     assert spec["networks"] == [] and spec["healthcheck"] is None and spec["restart_policy"] == "no"
     assert spec["env"] == {} and spec["published_ports"] == [] and spec["mounts"] == []
     assert containers.FilterModule().filters()["parking_container_spec"] is containers.container_spec
+
+
+def test_container_public_keeps_state_and_labels_and_drops_every_secret():
+    import copy
+    inspect = copy.deepcopy(INSPECT)
+    inspect["State"] = {"Status": "running", "Running": True, "StartedAt": "2026-12-01T00:00:00Z",
+                        "Health": {"Status": "unhealthy", "FailingStreak": 3,
+                                   "Log": [{"Output": "old"}, {"Output": " curl: (7) refused \n"}]}}
+    public = containers.container_public({"exists": True, "container": inspect})
+    text = repr(public)
+    assert "p=w" not in text and "DATABASE_URL" not in text and "HostConfig" not in text
+    assert public["Config"]["Labels"]["traefik.http.routers.api.rule"] == "Host(`api.verdegris.test`)"
+    assert public["State"]["Health"] == {"Status": "unhealthy", "FailingStreak": 3, "Output": "curl: (7) refused"}
+    assert containers.container_public(None) is None
+    assert containers.container_public({"exists": False, "container": None}) is None
+
+
+@pytest.mark.parametrize("info, word", [
+    ({"exists": False, "container": None}, "missing"),
+    (None, "missing"),
+    ({"exists": True, "container": {"State": {"Status": "exited"}}}, "exited"),
+    ({"exists": True, "container": {"State": {"Status": "running"}}}, "running without a health check"),
+    ({"exists": True, "container": {"State": {"Status": "running", "Health": {"Status": "starting"}}}}, "starting"),
+    ({"State": {"Status": "running", "Health": {"Status": "healthy"}}}, "healthy"),
+])
+def test_container_health_is_one_word(info, word):
+    assert containers.container_health(info) == word
