@@ -61,6 +61,17 @@ options:
     description: Days a verified backup must be kept; recorded as its retention date.
     type: int
     default: 90
+  backup_dir:
+    description:
+      - Where the dumps will be written. When given, the result's RV(backup_space) says whether the
+        filesystem that will hold it (its nearest existing directory, measured on the host running
+        the module, tmpfs included) has O(backup_factor) times the size of the databases still present.
+      - It must be an absolute directory below C(/).
+    type: str
+  backup_factor:
+    description: Free space needed at O(backup_dir), as a multiple of the databases' size.
+    type: float
+    default: 2.0
   containers:
     description: For O(state=done), the containers that were removed.
     type: list
@@ -157,6 +168,14 @@ used_backups:
   returned: always
   type: dict
   sample: {"parking_v5": {"id": 3, "path": "/var/backups/parking-migrate/x/parking_v5.pgc", "sha256": "9f2c..."}}
+backup_space:
+  description: With O(backup_dir), whether the dumps fit (C(ok)), what they need and what is free.
+  returned: when backup_dir is given
+  type: dict
+  sample: {"dir": "/var/backups/parking-migrate", "ok": false, "mount": "/var/backups", "needed_bytes": 31457280,
+           "free_bytes": 65536, "detail": "/var/backups/parking-migrate (mount /var/backups): needed 30.0 MiB = 2 x
+           (parking_platform + parking_v5), free 64.0 KiB: free 30.0 MiB more on /var/backups or point
+           preflight_backup_dir at a larger filesystem"}
 verified:
   description: For O(state=backup_verified), the restored copy's totals (equal to the live database's).
   returned: when state is backup_verified
@@ -169,7 +188,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.parking import backup
+from ansible.module_utils.parking import backup, preflight
 from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connect, connection_option
 from ansible.module_utils.parking.errors import ParkingError
 
@@ -192,6 +211,22 @@ def server_databases(server, databases):
             return backup.existing_databases(cur, databases)
     finally:
         conn.close()
+
+
+def backup_space(cur, present, backup_dir, factor):
+    """Is there room for the dumps? Free space of the filesystem that will hold backup_dir,
+    measured here on the target (tmpfs included), against factor x the databases still present."""
+    sizes = {}
+    for db in sorted(db for db, there in present.items() if there):
+        cur.execute("SELECT pg_database_size(%s)", (db,))
+        sizes[db] = cur.fetchone()[0]
+    try:
+        space = preflight.disk_space(backup_dir)
+    except OSError:
+        space = None
+    check, needed, free = preflight.check_disk(backup_dir, [], sizes, factor, space)
+    return {"dir": backup_dir, "ok": check["ok"], "detail": check["detail"], "needed_bytes": needed,
+            "free_bytes": free, "mount": (space or {}).get("mount")}
 
 
 def public(backups):
@@ -264,6 +299,10 @@ def run(p, check_mode):
                                          "The restore is incomplete: V5 was not started; restore the file again.")
                 changed = backup.set_state(cur, "rolled_back", current["databases"], current["backup_ids"],
                                            current["containers"], current["containers_file"])
+            if p["backup_dir"] is not None:
+                result["backup_space"] = backup_space(
+                    cur, present if present is not None else backup.existing_databases(cur, p["databases"]),
+                    p["backup_dir"], p["backup_factor"])
             record = backup.latest_state(cur)
             result.update(
                 status=record["status"] if record else "none",
@@ -298,6 +337,8 @@ def main():
                 compare_with=dict(type="str", default="live", choices=["live", "recorded"]),
             )),
             retention_days=dict(type="int", default=90),
+            backup_dir=dict(type="str"),
+            backup_factor=dict(type="float", default=2.0),
             containers=dict(type="list", elements="str", default=[]),
             containers_file=dict(type="path"),
             target=connection_option("parking_v6"),

@@ -60,7 +60,9 @@ options:
     type: int
     default: 2048
   mounts:
-    description: The host's mounts (C(ansible_facts.mounts)); the one holding O(backup_dir) gives the free space.
+    description:
+      - The host's mounts (C(ansible_facts.mounts)). Only a fallback - the module measures the free space of the
+        filesystem holding O(backup_dir) (its nearest existing directory) itself, tmpfs included.
     type: list
     elements: dict
     default: []
@@ -282,6 +284,10 @@ def main():
     connections = {key: p[key] for key in ("chirpstack", "source", "target", "platform")}
     host = {key: p[key] for key in ("docker_api_version", "docker_server_version", "memory_mb", "mounts", "traefik",
                                     "legacy_containers")}
+    try:  # measured here, on the target: the filesystem that will really hold the dumps (tmpfs too)
+        host["disk_space"] = preflight.disk_space(p["backup_dir"])
+    except OSError:
+        host["disk_space"] = None
     options = {key: p[key] for key in ("min_docker_api", "min_memory_mb", "min_pg_major", "backup_dir", "backup_factor",
                                        "backup_databases", "traefik_container", "traefik_required_args", "access_log",
                                        "window_hours", "access_log_max_bytes", "legacy_services", "elapsed_s",

@@ -98,12 +98,32 @@ def mount_for(path, mounts):
     return best
 
 
-def check_disk(backup_dir, mounts, db_sizes, factor):
-    """Free space where the backups go must be >= factor x (sum of db_sizes, bytes)."""
+def disk_space(path, statvfs=os.statvfs, exists=os.path.isdir, ismount=os.path.ismount):
+    """{"mount", "size_available"} of the filesystem that will hold path, measured where it runs
+    (the target): the nearest existing directory of path, so a tmpfs or any mount the host
+    facts leave out counts. None when path is not absolute."""
+    if not path or not os.path.isabs(path):
+        return None
+    probe = os.path.normpath(path)
+    while not exists(probe) and probe != "/":
+        probe = os.path.dirname(probe)
+    st = statvfs(probe)
+    point = probe
+    while not ismount(point) and point != "/":
+        point = os.path.dirname(point)
+    return {"mount": point, "size_available": st.f_bavail * st.f_frsize}
+
+
+def check_disk(backup_dir, mounts, db_sizes, factor, space=None):
+    """Free space where the backups go must be >= factor x (sum of db_sizes, bytes).
+    space: disk_space(backup_dir) measured on the target; else the mount facts."""
     known = {k: v for k, v in (db_sizes or {}).items() if v is not None}
     missing = sorted(set(db_sizes or {}) - set(known))
     needed = int(factor * sum(known.values()))
-    mount = mount_for(backup_dir, mounts)
+    if not backup_dir or not os.path.isabs(backup_dir) or os.path.normpath(backup_dir).strip("/") == "":
+        return check("disk_backup", False, f"backup directory {backup_dir!r} is not an absolute directory below /: "
+                                           f"set parking_backup_dir (e.g. /var/backups/parking-migrate)"), needed, None
+    mount = space or mount_for(backup_dir, mounts)
     if mount is None or mount.get("size_available") is None:
         return check("disk_backup", False, f"no mount found for the backup directory {backup_dir} in the host facts"), needed, None
     free = int(mount["size_available"])
@@ -601,7 +621,8 @@ def run(connections, host, options, check_mode=False, now=None, connect_fn=conne
     db_checks, facts = gather(connections, options["min_pg_major"], options.get("exact_counts", True), connect_fn)
     sizes = facts.get("database_sizes", {})
     wanted = {db: sizes.get(db) for db in options.get("backup_databases") or []}
-    disk, needed, free = check_disk(options["backup_dir"], host.get("mounts"), wanted, options.get("backup_factor", 2))
+    disk, needed, free = check_disk(options["backup_dir"], host.get("mounts"), wanted, options.get("backup_factor", 2),
+                                    host.get("disk_space"))
     checks += [disk] + db_checks
     containers = host.get("legacy_containers") or {}
     facts["host"] = {"docker_api_version": host.get("docker_api_version"),

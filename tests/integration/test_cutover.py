@@ -21,12 +21,13 @@ import sys
 import threading
 import time
 
+import psycopg2
 import pytest
 
 pytestmark = pytest.mark.lab_mutating
 
 import uplinks
-from labdb import ROOT, recap, run_playbook
+from labdb import ROOT, lab_pg_params, query, recap, run_playbook
 from labutil import STATE_DIR, sim, wait_for
 from traffic import (ROUTING, ApiClient, Play, backend, beyond_baseline, container_healthy, v6_left_behind,
                      v6_weight, window)
@@ -71,6 +72,15 @@ def loaded_lab():
                        capture_output=True)
         container_healthy("parking-api-v6")
         container_healthy("parking-traefik")
+
+
+def ledger_keys():
+    """The cutover state keys in the V6 ledger (phase 4 trusts 'switched')."""
+    conn = psycopg2.connect(dbname="parking_v6", **lab_pg_params())
+    try:
+        return {r[0] for r in query(conn, "SELECT key FROM parking_migrate.cutover_state")}
+    finally:
+        conn.close()
 
 
 def measure(lab, t0, t1, **extra):
@@ -133,7 +143,7 @@ def test_cutover_under_load_with_automatic_revert_and_rollback_3(loaded_lab):
     proc, cutover_s = run_playbook("playbooks/03-cutover.yml")
     halt.set()
     t_switched = time.time()
-    assert v6_weight() == 100 and backend() == "6"
+    assert v6_weight() == 100 and backend() == "6" and "switched" in ledger_keys()
     assert "phase3-cutover-timeline.svg" in open(os.path.join(ROOT, "reports", "phase3-cutover.md")).read()
     svg = open(os.path.join(ROOT, "reports", "phase3-cutover-timeline.svg")).read()
     assert svg.startswith("<") and "</svg>" in svg
@@ -184,6 +194,7 @@ def test_v6_killed_mid_cutover_costs_nothing(loaded_lab, when):
     record(f"v6 killed at {when}", fig)
     assert rc != 0 and "Cutover reverted" in play.out, play.out[-3000:]
     assert v6_weight() == 0 and backend() == "5"
+    assert "switched" not in ledger_keys()
     assert left <= 1.0, fig
     assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
     # the revert copied back what V6 stored: every reading is in V5 again

@@ -3,6 +3,7 @@ memory, disk and Traefik checks, the Traefik access-log counting, the legacy-tra
 the report's shape. No database, no Docker."""
 import datetime as dt
 import json
+import os
 
 import pytest
 
@@ -262,3 +263,24 @@ def test_open_databases_reports_each_failure_with_its_reason():
     assert status["source"] == {"db": "parking_v5", "role": "V5", "where": status["source"]["where"], "ok": True,
                                 "error": None, "server_version_num": 150018}
     assert "password" not in json.dumps(status)
+
+
+def test_disk_space_is_measured_on_the_nearest_existing_directory(tmp_path):
+    real = os.statvfs(str(tmp_path))
+    space = P.disk_space(str(tmp_path / "not" / "yet" / "there"))
+    assert abs(space["size_available"] - real.f_bavail * real.f_frsize) < 64 * 1024 * 1024
+    assert os.path.ismount(space["mount"]) and str(tmp_path).startswith(space["mount"])
+    assert P.disk_space("") is None and P.disk_space("relative/dir") is None
+
+
+def test_disk_space_wins_over_the_mount_facts_that_skip_tmpfs():
+    # the facts see / with plenty; the directory is really on a 64 KB tmpfs
+    small = {"mount": "/var/backups", "size_available": 64 * 1024}
+    bad, needed, free = P.check_disk("/var/backups/pm", MOUNTS, {"parking_v5": GIB}, 2, small)
+    assert not bad["ok"] and free == 64 * 1024 and "/var/backups" in bad["detail"]
+
+
+@pytest.mark.parametrize("path", ["", "/", "relative", "//"])
+def test_a_backup_directory_that_is_not_a_directory_below_root_fails(path):
+    bad, _, _ = P.check_disk(path, MOUNTS, {"parking_v5": GIB}, 2)
+    assert not bad["ok"] and "parking_backup_dir" in bad["detail"]
