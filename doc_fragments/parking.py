@@ -24,10 +24,27 @@ _SUBOPTIONS = r"""
         description: Database name.
         type: str
       ssl_mode:
-        description: libpq sslmode.
+        description:
+          - libpq sslmode. C(verify-full) checks the server's certificate against O(ca_cert) and
+            that O(login_host) is a name in it (production with a database host of its own).
         type: str
         default: prefer
         choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description:
+          - Path, on the host running the module, of the CA certificate(s) the server's certificate
+            must chain to (libpq sslrootcert). Empty means libpq's default (~/.postgresql/root.crt).
+        type: str
+        default: ""
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Path of a client certificate (libpq sslcert), when the server asks for one.
+        type: str
+        default: ""
+      ssl_key:
+        description: Path of the client certificate's key (libpq sslkey).
+        type: str
+        default: ""
       connect_timeout:
         description: Seconds to wait for the connection.
         type: int

@@ -2,7 +2,8 @@
 
 Modules take one dict of community.postgresql-style options per database they use
 (`source`, `target`, `chirpstack`): login_host, login_port, login_user,
-login_password (no_log), db, ssl_mode. `connection_spec(db)` is the suboption spec;
+login_password (no_log), db, ssl_mode, ca_cert, ssl_cert, ssl_key (TLS, as
+community.postgresql names them). `connection_spec(db)` is the suboption spec;
 `connect(params, role)` returns a psycopg2 connection or raises ConnectError.
 """
 from .errors import ConnectError
@@ -18,6 +19,9 @@ except ImportError:  # reported by the module with missing_required_lib
 MIN_SERVER_VERSION = 120000  # PostgreSQL 12: pg_snapshot, generated columns, COPY (SELECT)
 
 
+TLS_FILES = {"ca_cert": "sslrootcert", "ssl_cert": "sslcert", "ssl_key": "sslkey"}
+
+
 def connection_spec(default_db):
     """Suboption spec of one connection (an Ansible argument spec, as plain data)."""
     return {
@@ -28,6 +32,9 @@ def connection_spec(default_db):
         "db": {"type": "str", "default": default_db},
         "ssl_mode": {"type": "str", "default": "prefer",
                      "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]},
+        "ca_cert": {"type": "str", "default": "", "aliases": ["ssl_rootcert"]},
+        "ssl_cert": {"type": "str", "default": ""},
+        "ssl_key": {"type": "str", "default": "", "no_log": False},
         "connect_timeout": {"type": "int", "default": 10},
     }
 
@@ -57,6 +64,9 @@ def connect(params, role, autocommit=False):
     }
     if params.get("login_password"):
         kwargs["password"] = params["login_password"]
+    for option, libpq in TLS_FILES.items():  # '' = libpq's default (~/.postgresql/...)
+        if params.get(option):
+            kwargs[libpq] = params[option]
     try:
         conn = psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as exc:
@@ -66,6 +76,9 @@ def connect(params, role, autocommit=False):
             hint = f" Check {role}.db: the database must exist before this phase runs."
         elif "password authentication failed" in detail or "authentication" in detail:
             hint = f" Check {role}.login_user and {role}.login_password (vault)."
+        elif "certificate" in detail or "SSL" in detail or "ssl" in detail:
+            hint = (f" Check {role}.ssl_mode and {role}.ca_cert (the CA that signed the server's certificate; "
+                    f"verify-full also needs login_host to be a name in the certificate).")
         elif "could not connect" in detail or "Connection refused" in detail or "timeout" in detail:
             hint = f" Check {role}.login_host/login_port and that the server accepts connections."
         raise ConnectError(f"unable to connect to the {role} {describe(params)}: {detail}.{hint}") from None

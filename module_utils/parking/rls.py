@@ -53,12 +53,51 @@ def record(run, kind, name, undo_sql):
     run.count("rls", "created", 1)
 
 
+SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
+
+
+def _scram_keys(password, salt, iterations):
+    import hashlib
+    import hmac
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, int(iterations))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    return hashlib.sha256(client_key).digest(), server_key
+
+
+def scram_verifier(password, salt=None, iterations=SCRAM_ITERATIONS):
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677):
+    SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, all base64. Sent in ALTER ROLE
+    instead of the password, the server stores it as is: the clear password never reaches the
+    server, its statement log or pg_stat_activity. (ASCII passwords; PostgreSQL's SASLprep leaves
+    them unchanged.)"""
+    import base64
+    import os
+    salt = os.urandom(16) if salt is None else salt
+    stored_key, server_key = _scram_keys(password, salt, iterations)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${int(iterations)}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def verifier_matches(stored, password):
+    """Whether a stored SCRAM-SHA-256 verifier is the one of `password`."""
+    import base64
+    import hmac
+    if not stored or not stored.startswith("SCRAM-SHA-256$"):
+        return False
+    try:
+        head, keys = stored[len("SCRAM-SHA-256$"):].split("$")
+        iterations, salt = head.split(":")
+        stored_key = keys.split(":")[0]
+        mine, _ = _scram_keys(password, base64.b64decode(salt), int(iterations))
+        return hmac.compare_digest(base64.b64encode(mine).decode(), stored_key)
+    except (ValueError, TypeError):
+        return False
+
+
 def password_matches(cur, role, password):
     """Whether `role`'s stored SCRAM-SHA-256 verifier matches `password` (needs superuser to read
     pg_authid; False when it cannot tell, so the password is then set)."""
-    import base64
-    import hashlib
-    import hmac
     # reading pg_authid needs a superuser: a refusal must not abort the run's transaction
     cur.execute("SAVEPOINT parking_read_authid")
     try:
@@ -68,18 +107,7 @@ def password_matches(cur, role, password):
     except Exception:  # the driver's error (psycopg2 is imported by connection.py only)
         cur.execute("ROLLBACK TO SAVEPOINT parking_read_authid")
         return False
-    stored = row[0] if row else None
-    if not stored or not stored.startswith("SCRAM-SHA-256$"):
-        return False
-    try:
-        head, keys = stored[len("SCRAM-SHA-256$"):].split("$")
-        iterations, salt = head.split(":")
-        stored_key = keys.split(":")[0]
-        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
-        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        return hmac.compare_digest(base64.b64encode(hashlib.sha256(client_key).digest()).decode(), stored_key)
-    except (ValueError, TypeError):
-        return False
+    return verifier_matches(row[0] if row else None, password)
 
 
 def ensure(run, role, password=None):
@@ -90,8 +118,9 @@ def ensure(run, role, password=None):
         run.execute(f"CREATE ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
         record(run, "role", role, f"DROP OWNED BY {r}; DROP ROLE {r}")
     if password and not password_matches(run.cur, role, password):
-        run.cur.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": password})
-        run.queries.append(f"ALTER ROLE {r} PASSWORD %(password)s")
+        # the SCRAM verifier, not the password: nothing in clear reaches the server's logs
+        run.cur.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": scram_verifier(password)})
+        run.queries.append(f"ALTER ROLE {r} PASSWORD 'SCRAM-SHA-256$...'")
         run.count("rls", "password_set", 1)
     if run.scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
         from .errors import ConfigError
