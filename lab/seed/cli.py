@@ -44,7 +44,16 @@ def parse_args(argv):
     parser.add_argument("--db-suffix", default="",
                         help="append this to every database name (scratch copies for tests)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--secrets-file", default=None,
+                        help="JSON file with admin_password, owner_password, app_password (the lab role "
+                             "writes one, mode 0600: neither the process list nor a -vvv log shows them)")
     args = parser.parse_args(argv)
+    if args.secrets_file:
+        with open(args.secrets_file, encoding="utf-8") as handle:
+            secrets = json.load(handle)
+        for key in ("admin_password", "owner_password", "app_password"):
+            if secrets.get(key) and not getattr(args, key):
+                setattr(args, key, secrets[key])
     if not args.admin_password or not args.owner_password:
         parser.error("--admin-password and --owner-password (or PARKING_LAB_ADMIN_PASSWORD and "
                      "PARKING_LAB_OWNER_PASSWORD) are required")

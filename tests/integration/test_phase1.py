@@ -537,8 +537,8 @@ def test_delta_moves_what_v5_wrote_since_and_never_overwrites_newer_v6_work(sour
         U.drop(v5db)
 
 
-def test_tls_required_but_not_served_says_which_setting(fresh_v6, source):
-    """verify-full against a server without TLS (the lab's): a clear error naming the TLS settings."""
+def test_tls_setting_wrong_says_which_setting_and_changes_nothing(fresh_v6, source):
+    """verify-full with a CA file that is not there: a clear error naming the TLS settings."""
     before = U.checksums(fresh_v6)
     target = dict(U.params(fresh_v6), ssl_mode="verify-full", ca_cert="/nonexistent/parking-ca.crt")
     rc, res = U.module("parking_tenant_migration", {"source": U.params(source), "target": target})
