@@ -22,7 +22,7 @@ description:
   - Checks row-level security as the application role, not the owner, with
     C(app.current_tenant_id) set to each tenant in turn, that rows of other tenants are invisible
     and every row of the tenant is visible, and that nothing is visible with no tenant set.
-  - Writes a JSON and a Markdown report (a per-tenant table) and fails, listing the failed checks,
+  - Returns its report as Markdown (a per-tenant table) and fails, listing the failed checks,
     unless every check passed.
   - Read only on both databases.
 options:
@@ -40,9 +40,6 @@ options:
       - Otherwise it connects as the target user and runs C(SET ROLE) to O(app_role); RLS applies to
         the current role either way.
     type: str
-  report_dir:
-    description: Directory for C(phase1-verify-<time>.json) and C(.md).
-    type: path
   history_retention_days:
     description:
       - Readings older than now minus this many days are left out of the history comparison on
@@ -55,7 +52,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Read only; runs the same in check mode (reports are still written).
+    description: Read only; runs the same in check mode.
   diff_mode:
     support: none
   platform:
@@ -71,8 +68,14 @@ EXAMPLES = r"""
   parking_migration_verify:
     source: "{{ v5_connection }}"
     target: "{{ v6_connection }}"
-    report_dir: /var/lib/parking-migrate/reports
   register: gate
+
+- name: Keep the gate's report on the controller
+  ansible.builtin.copy:
+    content: "{{ gate.markdown }}"
+    dest: reports/phase1-verify.md
+    mode: "0644"
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -112,12 +115,13 @@ per_tenant:
   returned: always
   type: dict
   sample: {"acme-parking": {"sensor_devices": {"expected": 1, "actual": 1, "checksum_ok": true}}}
-report_paths:
-  description: The JSON and Markdown reports written.
-  returned: when report_dir is set
-  type: dict
-  sample: {"json": "/var/lib/parking-migrate/reports/phase1-verify-20261126T120000Z.json",
-           "markdown": "/var/lib/parking-migrate/reports/phase1-verify-20261126T120000Z.md"}
+markdown:
+  description:
+    - The gate's report as Markdown (per-tenant table, every check). Returned rather than written on
+      the managed host, so the play keeps it on the controller.
+  returned: always
+  type: str
+  sample: "# Phase 1 verification: PASSED\n\nChecks passed: 12/12; rejects: 3; 4.2 s\n..."
 history_cutoff:
   description: Readings older than this (ISO 8601) were left out of the history comparison; null for none.
   returned: success
@@ -153,7 +157,6 @@ def main():
         platform_tenant_id=dict(type="str", default="00000000-0000-0000-0000-000000000000"),
         app_role=dict(type="str", default="parking_v6_app"),
         app_role_password=dict(type="str", no_log=True),
-        report_dir=dict(type="path"),
         history_retention_days=dict(type="int"),
     ), supports_check_mode=True)
     if not HAS_PSYCOPG2:
@@ -175,7 +178,7 @@ def main():
             login = connect(dict(p["target"], login_user=p["app_role"], login_password=p["app_role_password"]),
                             "application role")
             conns.append(login)
-        result = verify.verify(src, tgt, ledger.new_run_id(), platform, p["app_role"], p["report_dir"], login,
+        result = verify.verify(src, tgt, ledger.new_run_id(), platform, p["app_role"], login,
                                history_retention_days=p["history_retention_days"])
     except ParkingError as exc:
         module.fail_json(msg=str(exc), passed=False, failed_checks=[])
@@ -187,7 +190,7 @@ def main():
             conn.close()
     out = dict(changed=False, passed=result["passed"], failed_checks=result["failed"], checks=result["checks"],
                per_tenant=result["per_tenant"], rejects=result["rejects"], watermarks=result["watermarks"],
-               report_paths=result.get("report_paths"), seconds=result["seconds"],
+               markdown=result["markdown"], seconds=result["seconds"],
                history_retention_days=result["history_retention_days"], history_cutoff=result["history_cutoff"],
                oracle_differences=result["oracle"]["differences"], v6_edits_kept=result["oracle"]["v6_edits_kept"])
     if not result["passed"]:

@@ -108,9 +108,6 @@ options:
   app_role_password:
     description: Password given to O(app_role) when the module creates it.
     type: str
-  report_path:
-    description: Write the run's result (counts, rejects, warnings, timings) as JSON to this file.
-    type: path
   progress_log:
     description: Append one line per step (with rows/s for history) to this file, for C(tail -f).
     type: path
@@ -152,8 +149,14 @@ EXAMPLES = r"""
       login_password: "{{ vault_parking_pg_owner_password }}"
       db: parking_v6
     allow_rejects: true
-    report_path: /var/lib/parking-migrate/reports/phase1-migrate.json
   register: migration
+
+- name: Keep the run's result on the controller
+  ansible.builtin.copy:
+    content: "{{ migration | to_nice_json }}"
+    dest: reports/phase1-migrate.json
+    mode: "0644"
+  delegate_to: localhost
 
 - name: Catch up what V5 wrote since the last run (cutover)
   parking_tenant_migration:
@@ -250,11 +253,6 @@ history_retention_days:
   returned: success
   type: int
   sample: 90
-report_path:
-  description: The JSON report written, when O(report_path) is set.
-  returned: when requested
-  type: str
-  sample: /var/lib/parking-migrate/reports/phase1-migrate.json
 """
 
 import traceback
@@ -263,7 +261,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connection_option
 from ansible.module_utils.parking.errors import GateFailed, ParkingError, RejectsPresent, SchemaMismatch
 from ansible.module_utils.parking import migrate, rollback
-from ansible.module_utils.parking.session import Progress, require_uuid, transactional, write_json
+from ansible.module_utils.parking.session import Progress, require_uuid, transactional
 
 
 def argument_spec():
@@ -279,7 +277,6 @@ def argument_spec():
         platform_tenant_id=dict(type="str", default="00000000-0000-0000-0000-000000000000"),
         app_role=dict(type="str", default="parking_v6_app"),
         app_role_password=dict(type="str", no_log=True),
-        report_path=dict(type="path"),
         progress_log=dict(type="path"),
         gate=dict(type="bool", default=True),
     )
@@ -324,9 +321,6 @@ def main():
                          exception=traceback.format_exc())
     if "warnings" in result:
         result["warnings_found"] = result.pop("warnings")
-    if p["report_path"] and not module.check_mode:
-        result["report_path"] = write_json(p["report_path"], {k: v for k, v in result.items()
-                                                              if k != "executed_queries"})
     result["progress"] = progress.lines
     if not module._diff:
         result.pop("diff", None)

@@ -3,7 +3,6 @@
 Shared by the modules so each stays thin. Connections are closed whatever happens; a failed
 run is rolled back (nothing half-written) and recorded in the ledger on its own.
 """
-import json
 import os
 import re
 import time
@@ -68,10 +67,3 @@ def transactional(target_params, fn, check_mode, sources=(), phase="phase1", mod
     finally:
         for conn in opened:
             conn.close()
-
-
-def write_json(path, data):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    return path

@@ -15,8 +15,6 @@ Checks (each one passes or fails with details):
   rls_isolation: as the application role (not the owner), per tenant, rows of other tenants = 0
       and every row of the tenant visible; with no tenant set, nothing visible
 """
-import json
-import os
 import time
 
 from . import ledger, mapping, migrate, oracle, rls
@@ -212,7 +210,7 @@ def check_rls(tgt_conn, gate, app_role, login=None):
         tgt_conn.set_session(isolation_level="DEFAULT")
 
 
-def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_login=None,
+def verify(src_conn, tgt_conn, run_id, platform, app_role, app_login=None,
            history_retention_days=None, anonymous_email=None):
     """history_retention_days: None = the retention the migration runs applied (ledger)."""
     t0 = time.time()
@@ -255,18 +253,12 @@ def verify(src_conn, tgt_conn, run_id, platform, app_role, report_dir=None, app_
         "history_retention_days": history_retention_days,
         "history_cutoff": cutoff.isoformat() if cutoff is not None else None,
     }
-    if report_dir:
-        result["report_paths"] = write_report(result, report_dir)
+    result["markdown"] = render_markdown(result)
     return result
 
 
-def write_report(result, report_dir):
-    os.makedirs(report_dir, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    jpath = os.path.join(report_dir, f"phase1-verify-{stamp}.json")
-    mpath = os.path.join(report_dir, f"phase1-verify-{stamp}.md")
-    with open(jpath, "w") as f:
-        json.dump(result, f, indent=2, default=str)
+def render_markdown(result):
+    """The gate's report as Markdown. The module returns it; the role writes it on the controller."""
     entities = sorted({e for cells in result["per_tenant"].values() for e in cells})
     lines = [f"# Phase 1 verification: {'PASSED' if result['passed'] else 'FAILED'}", "",
              f"Checks passed: {sum(c['passed'] for c in result['checks'])}/{len(result['checks'])}; "
@@ -286,6 +278,4 @@ def write_report(result, report_dir):
               "| check | result | detail |", "|---|---|---|"]
     for c in result["checks"]:
         lines.append(f"| {c['check']} | {'pass' if c['passed'] else '**FAIL**'} | {c.get('detail') or ''} |")
-    with open(mpath, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return {"json": jpath, "markdown": mpath}
+    return "\n".join(lines) + "\n"
