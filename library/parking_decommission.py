@@ -176,6 +176,13 @@ backup_space:
            "free_bytes": 65536, "detail": "/var/backups/parking-migrate (mount /var/backups): needed 30.0 MiB = 2 x
            (parking_platform + parking_v5), free 64.0 KiB: free 30.0 MiB more on /var/backups or point
            preflight_backup_dir at a larger filesystem"}
+pg_client:
+  description:
+    - With O(backup_dir), C(pg_dump --version) on the target compared with the server's major version
+      (C(ok) false when pg_dump is missing or older than the server).
+  returned: when backup_dir is given
+  type: dict
+  sample: {"name": "postgresql_client", "ok": true, "detail": "pg_dump 15.18 for a PostgreSQL 15 server"}
 verified:
   description: For O(state=backup_verified), the restored copy's totals (equal to the live database's).
   returned: when state is backup_verified
@@ -303,6 +310,7 @@ def run(p, check_mode):
                 result["backup_space"] = backup_space(
                     cur, present if present is not None else backup.existing_databases(cur, p["databases"]),
                     p["backup_dir"], p["backup_factor"])
+                result["server_version_num"] = ledger.server_version
             record = backup.latest_state(cur)
             result.update(
                 status=record["status"] if record else "none",
@@ -353,6 +361,10 @@ def main():
         module.fail_json(msg=missing_required_lib("psycopg2"))
     try:
         changed, result = run(module.params, module.check_mode)
+        if module.params["backup_dir"] is not None:  # the pg_dump that will dump, here on the target
+            pg_dump = module.get_bin_path("pg_dump")
+            text = module.run_command([pg_dump, "--version"])[1].strip() if pg_dump else ""
+            result["pg_client"] = preflight.check_pg_client(text, result.pop("server_version_num"))
     except backup.BackupMismatch as exc:
         module.fail_json(msg=str(exc), differences=exc.differences)
     except ParkingError as exc:

@@ -120,6 +120,12 @@ options:
     description: Seconds the caller already spent on this preflight (gathering facts), added to C(duration_s).
     type: float
     default: 0
+  pg_client_check:
+    description:
+      - Compare C(pg_dump --version) on the target (phase 4 dumps with it) with the server's major
+        version; an older pg_dump or none at all fails the check C(postgresql_client).
+    type: bool
+    default: true
 extends_documentation_fragment:
   - parking.chirpstack
   - parking.source
@@ -271,6 +277,7 @@ def main():
         window_hours=dict(type="float", default=24),
         access_log_max_bytes=dict(type="int", default=256 * 1024 * 1024),
         elapsed_s=dict(type="float", default=0),
+        pg_client_check=dict(type="bool", default=True),
     ), supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
@@ -288,6 +295,9 @@ def main():
         host["disk_space"] = preflight.disk_space(p["backup_dir"])
     except OSError:
         host["disk_space"] = None
+    if p["pg_client_check"]:  # the pg_dump phase 4 will run, here on the target
+        pg_dump = module.get_bin_path("pg_dump")
+        host["pg_dump_version"] = module.run_command([pg_dump, "--version"])[1].strip() if pg_dump else ""
     options = {key: p[key] for key in ("min_docker_api", "min_memory_mb", "min_pg_major", "backup_dir", "backup_factor",
                                        "backup_databases", "traefik_container", "traefik_required_args", "access_log",
                                        "window_hours", "access_log_max_bytes", "legacy_services", "elapsed_s",

@@ -148,6 +148,25 @@ def check_pg_version(server_version_num, minimum_major):
     return check("postgresql_version", False, text + f": upgrade the server to {int(minimum_major)} or newer first")
 
 
+def check_pg_client(pg_dump_version, server_version_num):
+    """pg_dump on the target (phase 4 dumps with it) against the server: it must be the server's
+    major or newer (an older pg_dump refuses the server); phase 0 installs the server's major.
+    pg_dump_version: the output of `pg_dump --version`, "" when pg_dump is not installed."""
+    if not server_version_num:
+        return check("postgresql_client", False, "pg_dump not compared: no database could be reached")
+    server = int(server_version_num) // 10000
+    found = re.search(r"(\d+)(?:\.(\d+))?", pg_dump_version or "")
+    if not found:
+        return check("postgresql_client", False, f"pg_dump not found on the target: install postgresql-client-{server} "
+                                                 "(phase 0 does, with preflight_prepare_target: true)")
+    major = int(found.group(1))
+    text = f"pg_dump {found.group(0)} for a PostgreSQL {server} server"
+    if major >= server:
+        return check("postgresql_client", True, text)
+    return check("postgresql_client", False, text + f": pg_dump {major} cannot dump a newer server; install "
+                                                    f"postgresql-client-{server} on the target (phase 0 does)")
+
+
 def check_traefik(container, name="parking-traefik", required_args=()):
     """container: docker_container_info's `container` (or None when it does not exist)."""
     if not container:
@@ -624,6 +643,9 @@ def run(connections, host, options, check_mode=False, now=None, connect_fn=conne
     disk, needed, free = check_disk(options["backup_dir"], host.get("mounts"), wanted, options.get("backup_factor", 2),
                                     host.get("disk_space"))
     checks += [disk] + db_checks
+    if "pg_dump_version" in host:
+        server = [d.get("server_version_num") for d in (facts.get("databases") or {}).values() if d.get("ok")]
+        checks.append(check_pg_client(host["pg_dump_version"], min(server) if server else None))
     containers = host.get("legacy_containers") or {}
     facts["host"] = {"docker_api_version": host.get("docker_api_version"),
                      "docker_server_version": host.get("docker_server_version"),

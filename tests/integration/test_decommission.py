@@ -108,6 +108,8 @@ def scratch(tmp_path_factory):
         "decommission_backup_dir": str(work / "backups"),
         "decommission_pg_ledger": dict(pg, login_user=p["login_user"], login_password=p["login_password"], db=LEDGER),
         "parking_reports_dir": str(work / "reports"),
+        # the lab's edge serves the lab's own V5/V6, not these scratch containers: asked in its own test
+        "decommission_edge_check": False,
     }
     vars_file = work / "vars.json"
     vars_file.write_text(json.dumps(extra))
@@ -161,6 +163,19 @@ def test_refuses_while_routing_is_on_v5_or_v6_unhealthy(scratch):
     finally:
         docker("start", V6_CONTAINER)
         wait_healthy([V6_CONTAINER])
+    assert_untouched(scratch)
+
+
+def test_refuses_when_the_live_edge_does_not_answer_from_v6(scratch):
+    """The ledger says switched and V6's container is healthy, but through Traefik the api host
+    does not answer from V6 (here: a host name Traefik does not route, so 404)."""
+    edge = {"domain": "verdegris.test", "api_host": "not-routed", "connect_host": "127.0.0.1",
+            "connect_port": 58443, "ca_file": "/var/lib/parking-lab/traefik/certs/ca.crt"}
+    proc, _ = phase4(scratch, "-e", "confirm_decommission=lab-host", "-e",
+                     json.dumps({"decommission_edge_check": True, "decommission_edge": edge}), check=False)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "says routing is on V6, but through Traefik not-routed.verdegris.test does not answer from V6" in proc.stdout
+    assert "Nothing was changed" in proc.stdout
     assert_untouched(scratch)
 
 

@@ -61,6 +61,19 @@ def test_pg_version_check(num, ok):
     assert not P.check_pg_version(None, 15)["ok"]
 
 
+@pytest.mark.parametrize("text,server,ok,says", [
+    ("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", 150018, True, "pg_dump 15.18 for a PostgreSQL 15 server"),
+    ("pg_dump (PostgreSQL) 16.4", 150018, True, "pg_dump 16.4"),
+    ("pg_dump (PostgreSQL) 15.18", 160004, False, "install postgresql-client-16"),
+    ("", 150018, False, "pg_dump not found on the target: install postgresql-client-15"),
+    ("pg_dump (PostgreSQL) 15.18", None, False, "no database could be reached"),
+])
+def test_pg_client_check(text, server, ok, says):
+    result = P.check_pg_client(text, server)
+    assert result["ok"] is ok and result["name"] == "postgresql_client"
+    assert says in result["detail"]
+
+
 # ---------------------------------------------------------------- disk
 
 MOUNTS = [{"mount": "/", "size_available": 10 * GIB}, {"mount": "/var", "size_available": 3 * GIB},
