@@ -4,7 +4,9 @@ community.docker.docker_container_info returns the whole inspect data (Config.En
 with its password, JWT_SECRET_KEY) and docker_container returns it too after a change; at -v
 Ansible prints it. Every such task in a phase's role or playbook carries no_log: true, and what
 goes on (messages, module arguments) passes through parking_container_public or
-parking_container_health. The lab role is exempt: it runs the lab's own containers, not a phase.
+parking_container_health. A removal (state absent) too: at -vvv its result shows the removed
+container's environment (the production scenario's secret scan found it). The lab role and the
+molecule playbooks are held to the same rule: the production scenario runs them at -vvv.
 """
 import glob
 import os
@@ -17,8 +19,8 @@ SECRET_MODULES = {"community.docker.docker_container_info", "community.docker.do
 
 
 def task_files():
-    files = glob.glob(os.path.join(ROOT, "roles", "*", "tasks", "*.yml")) + glob.glob(os.path.join(ROOT, "playbooks", "*.yml"))
-    return sorted(f for f in files if os.sep + os.path.join("roles", "lab") + os.sep not in f)
+    patterns = ["roles/*/tasks/*.yml", "playbooks/*.yml", "molecule/*/*.yml", "molecule/*/tasks/*.yml"]
+    return sorted(f for p in patterns for f in glob.glob(os.path.join(ROOT, p)) if not f.endswith("molecule.yml"))
 
 
 def walk(tasks):
@@ -39,8 +41,6 @@ def offenders(path):
         module = next((m for m in SECRET_MODULES if m in task), None)
         if module is None:
             continue
-        if module == "community.docker.docker_container" and (task[module] or {}).get("state") == "absent":
-            continue  # a removal returns no inspect data
         if task.get("no_log") is not True:
             found.append(task.get("name", module))
     return found
@@ -56,5 +56,8 @@ def test_the_rule_finds_a_task_that_logs_the_environment(tmp_path):
     bad.write_text("- name: Read it\n  community.docker.docker_container_info:\n    name: x\n  register: r\n"
                    "- name: Fine\n  community.docker.docker_container_info:\n    name: y\n  no_log: true\n"
                    "- block:\n    - name: Nested\n      community.docker.docker_container:\n        name: z\n"
-                   "        env: {A: b}\n")
-    assert offenders(str(bad)) == ["Read it", "Nested"]
+                   "        env: {A: b}\n"
+                   "- name: Removed\n  community.docker.docker_container:\n    name: v\n    state: absent\n"
+                   "- name: Templated\n  community.docker.docker_container:\n    name: w\n"
+                   "  no_log: \"{{ x is defined }}\"\n")
+    assert offenders(str(bad)) == ["Read it", "Nested", "Removed", "Templated"]
