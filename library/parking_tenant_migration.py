@@ -151,12 +151,9 @@ EXAMPLES = r"""
     allow_rejects: true
   register: migration
 
-- name: Keep the run's result on the controller
-  ansible.builtin.copy:
-    content: "{{ migration | to_nice_json }}"
-    dest: reports/phase1-migrate.json
-    mode: "0644"
-  delegate_to: localhost
+- name: Show what moved (the result is the report; the data_migration role keeps it on the controller)
+  ansible.builtin.debug:
+    var: migration.counts
 
 - name: Catch up what V5 wrote since the last run (cutover)
   parking_tenant_migration:
