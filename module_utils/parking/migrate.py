@@ -1082,6 +1082,9 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     since = f' AND s."timestamp" >= {psycopg_literal(history_since)}::timestamptz' if history_since else ""
     cutoff = mapping.history_cutoff(run.now, history_retention_days)
     new_marks[RETENTION_MARK] = mapping.retention_recorded(marks.get(RETENTION_MARK), history_retention_days)
+    snap = run.src.connection.cursor()
+    snap.execute("SELECT pg_current_snapshot()::text")  # the snapshot every V5 read of this run shares
+    new_marks[F.SNAPSHOT_MARK] = snap.fetchone()[0]
     for table, staged_fn in (("sensor_readings", migrate_readings), ("state_changes", migrate_state_changes)):
         wm = int(marks.get(table, 0))
         src = run.src.connection.cursor()

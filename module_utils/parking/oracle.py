@@ -22,6 +22,8 @@ placement; their own attributes (a kept name, a kept role) are V6's.
 import datetime as dt
 import re
 
+from .sqlfrag import SNAPSHOT_MARK, seen_by
+
 LEDGER = "parking_migrate"
 PLATFORM = "00000000-0000-0000-0000-000000000000"
 READING_MARKER_LIKE = '{"migrated_by" : "parking-migrate"%'
@@ -70,6 +72,14 @@ class Oracle:
     def q5(self, sql, params=None):
         self.src.execute(sql, params)
         return self.src.fetchall()
+
+    def seen(self):
+        """Rows the migration run's V5 snapshot saw (sqlfrag.seen_by); all when none was recorded."""
+        snapshot = self.watermarks.get(SNAPSHOT_MARK)
+        if not snapshot:
+            return "true"
+        ref = self.q5("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")[0][0]
+        return seen_by(snapshot, ref)
 
     def q6(self, sql, params=None):
         self.tgt.execute(sql, params)
@@ -403,8 +413,9 @@ class Oracle:
         wm = int(self.watermarks.get("sensor_readings", 0) or 0)
         cutoff = self.cutoff
         kept = 'AND "timestamp" >= %(cut)s' if cutoff is not None else ""
+        seen = self.seen()
         v5 = {}
-        for raw, n in self.q5(f"""SELECT device_eui, count(*) FROM sensor_readings WHERE id <= %(wm)s
+        for raw, n in self.q5(f"""SELECT device_eui, count(*) FROM sensor_readings WHERE id <= %(wm)s AND {seen}
                                   AND fcnt IS NOT NULL AND "timestamp" IS NOT NULL {kept} GROUP BY 1""",
                               {"wm": wm, "cut": cutoff}):
             eui = (raw or "").upper()  # §2.10: device by uppercase EUI
@@ -426,8 +437,8 @@ class Oracle:
                           f"up to id {wm}")
         wm_s = int(self.watermarks.get("state_changes", 0) or 0)
         v6_s = dict(self.q6("SELECT space_id::text, count(*) FROM state_changes WHERE id <= %s GROUP BY 1", (wm_s,)))
-        for space, n in self.q5("SELECT space_id::text, count(*) FROM state_changes WHERE id <= %s GROUP BY 1",
-                                (wm_s,)):
+        for space, n in self.q5(f"SELECT space_id::text, count(*) FROM state_changes WHERE id <= %s AND {seen} "
+                                "GROUP BY 1", (wm_s,)):
             placed = self.space.get(space)
             if not placed:
                 continue

@@ -74,6 +74,27 @@ def history_kept_v6(col, cutoff):
     return f"({col} >= ({mapping.sql_literal(cutoff.isoformat())}::timestamptz AT TIME ZONE 'UTC'))"
 
 
+SNAPSHOT_MARK = "source_snapshot"  # kept with the watermarks: the V5 snapshot a run read
+
+
+def seen_by(snapshot, ref_xid8):
+    """SQL: a V5 row was committed in `snapshot` (pg_current_snapshot() text a migration run recorded).
+
+    Ids come from a sequence before commit, so a row at or below a run's watermark can commit
+    after the run read V5 (the next delta's overlap window catches it); the gate compares what the
+    run could see. The row's 32-bit xmin becomes a full xid8 with the epoch of ref_xid8 (the
+    checking transaction's snapshot xmax, above every row it sees); xmin < 3 is frozen (visible).
+    A row written in a subtransaction of a transaction still open at the snapshot counts as seen
+    (pg_snapshot lists top-level xids): such a row can still fail the gate, never hide a loss."""
+    if not snapshot:
+        return "true"
+    ref = int(ref_xid8)
+    base = (ref >> 32) << 32
+    full = f"({base} + xmin::text::bigint)"
+    return (f"(xmin::text::bigint < 3 OR pg_visible_in_snapshot((CASE WHEN {full} > {ref} THEN {full} - 4294967296 "
+            f"ELSE {full} END)::text::xid8, {mapping.sql_literal(snapshot)}::pg_snapshot))")
+
+
 def eui(col):
     return sql_normalize(col)
 

@@ -20,7 +20,7 @@ import time
 from . import ledger, mapping, migrate, oracle, rls
 from .checksum import ROW_HASH
 from .errors import ParkingError
-from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, history_kept, history_kept_v6
+from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, SNAPSHOT_MARK, history_kept, history_kept_v6, seen_by
 
 class Gate:
     def __init__(self):
@@ -44,11 +44,16 @@ def compare_history(run, gate, watermarks, cutoff=None):
     older than the retention cutoff (the migration's own definition) are left out on both sides:
     the migration does not move them, V6 deletes them."""
     wm_r = int(watermarks.get("sensor_readings", 0))
+    seen = "true"
+    if watermarks.get(SNAPSHOT_MARK):  # only rows the migration run could see (ids commit out of order)
+        ref = run.src.connection.cursor()
+        ref.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        seen = seen_by(watermarks[SNAPSHOT_MARK], ref.fetchone()[0])
     occupied = "CASE upper(occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
     h_src = ROW_HASH.format(row=f"row(id, fcnt, upper(device_eui), {occupied})")
     per_eui = run.src.connection.cursor()
     per_eui.execute(f"""SELECT upper(device_eui), count(*), coalesce(sum({h_src}), 0)::text FROM sensor_readings
-                        WHERE id <= %s AND fcnt IS NOT NULL AND "timestamp" IS NOT NULL
+                        WHERE id <= %s AND {seen} AND fcnt IS NOT NULL AND "timestamp" IS NOT NULL
                           AND {history_kept(migrate.TS, cutoff)} GROUP BY 1""", (wm_r,))
     src_rows = per_eui.fetchall()
     run.execute("CREATE TEMP TABLE v_src_readings (eui text, n bigint, s numeric) ON COMMIT DROP")
@@ -68,7 +73,7 @@ def compare_history(run, gate, watermarks, cutoff=None):
     h = "row(id, previous_state, new_state, source, \"timestamp\")"
     per_space = run.src.connection.cursor()
     per_space.execute(f"""SELECT space_id::text, count(*), coalesce(sum({ROW_HASH.format(row=h)}), 0)::text
-                          FROM state_changes WHERE id <= %s GROUP BY 1""", (wm_s,))
+                          FROM state_changes WHERE id <= %s AND {seen} GROUP BY 1""", (wm_s,))
     run.execute("CREATE TEMP TABLE v_src_changes (space_v5 text, n bigint, s numeric) ON COMMIT DROP")
     run.cur.executemany("INSERT INTO v_src_changes VALUES (%s, %s, %s)", per_space.fetchall())
     expected = _sum(run.rows(f"""
