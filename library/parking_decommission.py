@@ -362,9 +362,8 @@ def main():
     try:
         changed, result = run(module.params, module.check_mode)
         if module.params["backup_dir"] is not None:  # the pg_dump that will dump, here on the target
-            pg_dump = module.get_bin_path("pg_dump")
-            text = module.run_command([pg_dump, "--version"])[1].strip() if pg_dump else ""
-            result["pg_client"] = preflight.check_pg_client(text, result.pop("server_version_num"))
+            result["pg_client"] = preflight.check_pg_client(preflight.pg_dump_version(module),
+                                                            result.pop("server_version_num"))
     except backup.BackupMismatch as exc:
         module.fail_json(msg=str(exc), differences=exc.differences)
     except ParkingError as exc:

@@ -296,8 +296,7 @@ def main():
     except OSError:
         host["disk_space"] = None
     if p["pg_client_check"]:  # the pg_dump phase 4 will run, here on the target
-        pg_dump = module.get_bin_path("pg_dump")
-        host["pg_dump_version"] = module.run_command([pg_dump, "--version"])[1].strip() if pg_dump else ""
+        host["pg_dump_version"] = preflight.pg_dump_version(module)
     options = {key: p[key] for key in ("min_docker_api", "min_memory_mb", "min_pg_major", "backup_dir", "backup_factor",
                                        "backup_databases", "traefik_container", "traefik_required_args", "access_log",
                                        "window_hours", "access_log_max_bytes", "legacy_services", "elapsed_s",

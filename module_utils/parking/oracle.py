@@ -22,7 +22,7 @@ placement; their own attributes (a kept name, a kept role) are V6's.
 import datetime as dt
 import re
 
-from .sqlfrag import SNAPSHOT_MARK, seen_by
+from .sqlfrag import seen_by_run
 
 LEDGER = "parking_migrate"
 PLATFORM = "00000000-0000-0000-0000-000000000000"
@@ -72,14 +72,6 @@ class Oracle:
     def q5(self, sql, params=None):
         self.src.execute(sql, params)
         return self.src.fetchall()
-
-    def seen(self):
-        """Rows the migration run's V5 snapshot saw (sqlfrag.seen_by); all when none was recorded."""
-        snapshot = self.watermarks.get(SNAPSHOT_MARK)
-        if not snapshot:
-            return "true"
-        ref = self.q5("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")[0][0]
-        return seen_by(snapshot, ref)
 
     def q6(self, sql, params=None):
         self.tgt.execute(sql, params)
@@ -413,7 +405,7 @@ class Oracle:
         wm = int(self.watermarks.get("sensor_readings", 0) or 0)
         cutoff = self.cutoff
         kept = 'AND "timestamp" >= %(cut)s' if cutoff is not None else ""
-        seen = self.seen()
+        seen = seen_by_run(self.src, self.watermarks)  # rows the migration run's V5 snapshot saw
         v5 = {}
         for raw, n in self.q5(f"""SELECT device_eui, count(*) FROM sensor_readings WHERE id <= %(wm)s AND {seen}
                                   AND fcnt IS NOT NULL AND "timestamp" IS NOT NULL {kept} GROUP BY 1""",

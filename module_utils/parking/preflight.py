@@ -167,6 +167,12 @@ def check_pg_client(pg_dump_version, server_version_num):
                                                     f"postgresql-client-{server} on the target (phase 0 does)")
 
 
+def pg_dump_version(module):
+    """`pg_dump --version` on the host running the module ("" when pg_dump is not installed)."""
+    pg_dump = module.get_bin_path("pg_dump")
+    return module.run_command([pg_dump, "--version"])[1].strip() if pg_dump else ""
+
+
 def check_traefik(container, name="parking-traefik", required_args=()):
     """container: docker_container_info's `container` (or None when it does not exist)."""
     if not container:

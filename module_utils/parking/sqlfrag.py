@@ -95,6 +95,16 @@ def seen_by(snapshot, ref_xid8):
             f"ELSE {full} END)::text::xid8, {mapping.sql_literal(snapshot)}::pg_snapshot))")
 
 
+def seen_by_run(cur, watermarks):
+    """seen_by for the snapshot a run recorded beside its watermarks, with this cursor's snapshot as
+    the epoch reference; "true" when the run recorded none (an older ledger)."""
+    snapshot = (watermarks or {}).get(SNAPSHOT_MARK)
+    if not snapshot:
+        return "true"
+    cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+    return seen_by(snapshot, cur.fetchone()[0])
+
+
 def eui(col):
     return sql_normalize(col)
 

@@ -20,7 +20,7 @@ import time
 from . import ledger, mapping, migrate, oracle, rls
 from .checksum import ROW_HASH
 from .errors import ParkingError
-from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, SNAPSHOT_MARK, history_kept, history_kept_v6, seen_by
+from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, history_kept, history_kept_v6, seen_by_run
 
 class Gate:
     def __init__(self):
@@ -44,11 +44,7 @@ def compare_history(run, gate, watermarks, cutoff=None):
     older than the retention cutoff (the migration's own definition) are left out on both sides:
     the migration does not move them, V6 deletes them."""
     wm_r = int(watermarks.get("sensor_readings", 0))
-    seen = "true"
-    if watermarks.get(SNAPSHOT_MARK):  # only rows the migration run could see (ids commit out of order)
-        ref = run.src.connection.cursor()
-        ref.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-        seen = seen_by(watermarks[SNAPSHOT_MARK], ref.fetchone()[0])
+    seen = seen_by_run(run.src.connection.cursor(), watermarks)  # ids commit out of order
     occupied = "CASE upper(occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
     h_src = ROW_HASH.format(row=f"row(id, fcnt, upper(device_eui), {occupied})")
     per_eui = run.src.connection.cursor()
