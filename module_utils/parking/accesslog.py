@@ -118,36 +118,41 @@ def find_offset(handle, size, when, stats):
     return _line_start(handle, lo)
 
 
-def iter_window(path, since, until, max_bytes, stats=None):
+def iter_window(path, since, until, max_bytes, stats=None, start=None):
     """Yield the entries (dicts) of the access log whose StartUTC (else `time`) lies in [since, until].
 
     since/until are epoch seconds. Each yielded entry carries `_t`, that time as epoch seconds.
-    Reading starts SLACK_S before `since` (found by binary search) and stops SLACK_S after `until`,
-    or after max_bytes bytes (stats['truncated']). Unparsable lines are skipped and counted.
+    Reading starts SLACK_S before `since` (found by binary search) or at byte offset `start` (where
+    an earlier read ended: stats['end_offset']) and stops SLACK_S after `until`, at the end of the
+    file, or after max_bytes bytes (stats['truncated']). A last line without its newline is being
+    written: it is left for the next read. Unparsable lines are skipped and counted.
     stats (a dict, optional) receives: size, start_offset, bytes_read, lines, unparsable, parsed
     (JSON decodes, probes included), probes, truncated, first, last (epoch of the first and last
     entry yielded), log_start (when the log's first line was written, when that is inside the slack
     or later: a log rotated or turned on during the window; else None)."""
-    st = {"size": 0, "start_offset": 0, "bytes_read": 0, "lines": 0, "unparsable": 0, "parsed": 0, "probes": 0,
-          "truncated": False, "first": None, "last": None, "log_start": None}
+    st = {"size": 0, "start_offset": 0, "end_offset": 0, "bytes_read": 0, "lines": 0, "unparsable": 0, "parsed": 0,
+          "probes": 0, "truncated": False, "first": None, "last": None, "log_start": None}
     if stats is not None:
         stats.clear()
         stats.update(st)
         st = stats
     with open(path, "rb") as handle:
         st["size"] = size = os.fstat(handle.fileno()).st_size
-        start = st["start_offset"] = find_offset(handle, size, since - SLACK_S, st)
-        if start == 0:
-            st["log_start"] = _time_after(handle, 0, st)
+        if start is None:
+            start = find_offset(handle, size, since - SLACK_S, st)
+            if start == 0:
+                st["log_start"] = _time_after(handle, 0, st)
+        st["start_offset"] = st["end_offset"] = start
         handle.seek(start)
         while True:
             raw = handle.readline()
-            if not raw:
+            if not raw.endswith(b"\n"):
                 return
-            st["bytes_read"] += len(raw)
-            if st["bytes_read"] > max_bytes:
+            if st["bytes_read"] + len(raw) > max_bytes:
                 st["truncated"] = True
                 return
+            st["bytes_read"] += len(raw)
+            st["end_offset"] += len(raw)
             if not raw.strip():
                 continue
             st["lines"] += 1

@@ -181,78 +181,128 @@ def _marks(items, key, since, what):
     return sorted(out, key=lambda m: m["t"])
 
 
-def watch(options, now=None):
-    """What clients saw from `since` to `until` (epoch; until defaults to now) against the baseline
-    window just before; see DEFAULTS for the other options. Raises ValueError on invalid options."""
-    o = dict(DEFAULTS, **{k: v for k, v in options.items() if v is not None})
-    path = o.get("access_log")
-    since = epoch(o.get("since"))
-    until = epoch(o["until"]) if o["until"] is not None else (now if now is not None else time.time())
-    if since is None or until is None:
-        raise ValueError(f"since ({o.get('since')!r}) and until ({o['until']!r}) must be epoch seconds or "
-                         f"ISO 8601 times")
-    if until <= since:
-        raise ValueError(f"the window ends ({_iso(until)}) before it starts ({_iso(since)}): check since and until")
-    if float(o["bucket"]) <= 0 or float(o["baseline_seconds"]) < 0 or int(o["max_bytes"]) <= 0:
-        raise ValueError("bucket and max_bytes must be greater than 0, baseline_seconds at least 0")
-    bucket, base_s = float(o["bucket"]), float(o["baseline_seconds"])
-    weights, events = _marks(o["weights"], "weight", since, "weights"), _marks(o["events"], "label", since, "events")
-    if o["traefik_started_at"] is None and o["traefik_container"]:
-        o["traefik_started_at"] = container_started_at(o["traefik_container"], o["docker_socket"])
-    started = epoch(o["traefik_started_at"])
-    restarted = started is not None and since < started <= until
-    result = {"access_log": path, "known": False, "passed": False, "failed": False,
-              "window": {"since": _iso(since), "until": _iso(until), "seconds": round(until - since, 3)},
-              "baseline": None, "phase": None, "gate": None, "timeline": [], "statuses": {}, "examples": [],
-              "svg": None, "svg_document": None, "traefik_restarted": restarted, "read": None}
-    if not path or not os.path.isfile(path):
-        result["msg"] = (f"cannot see what clients saw: no access log at {path or '(not configured)'}; set "
-                         f"parking_traefik_access_log and turn on Traefik's JSON access log")
-        result["failed"] = bool(o["fail"])
+class Watcher:
+    """What clients saw from `since` on against the baseline window just before, read incrementally:
+    each poll reads only what the access log gained since the previous one (complete lines), so a
+    gate run at every cutover step costs the new lines, not the baseline again. See DEFAULTS for
+    the options; raises ValueError on invalid ones. A log rotated or truncated between polls is
+    read again from the new file's window."""
+
+    def __init__(self, options):
+        o = dict(DEFAULTS, **{k: v for k, v in options.items() if v is not None})
+        self.o, self.path = o, o.get("access_log")
+        self.since = epoch(o.get("since"))
+        self.until = epoch(o["until"]) if o["until"] is not None else None
+        if self.since is None or (o["until"] is not None and self.until is None):
+            raise ValueError(f"since ({o.get('since')!r}) and until ({o['until']!r}) must be epoch seconds or "
+                             f"ISO 8601 times")
+        if self.until is not None and self.until <= self.since:
+            raise ValueError(f"the window ends ({_iso(self.until)}) before it starts ({_iso(self.since)}): check "
+                             f"since and until")
+        if float(o["bucket"]) <= 0 or float(o["baseline_seconds"]) < 0 or int(o["max_bytes"]) <= 0:
+            raise ValueError("bucket and max_bytes must be greater than 0, baseline_seconds at least 0")
+        self.bucket, self.base_s = float(o["bucket"]), float(o["baseline_seconds"])
+        self.hosts, self.baseline, self.phase, self.examples = _hostset(o["hosts"]), [], [], []
+        self.offset, self.identity = None, None
+        self.read = {"size": 0, "start_offset": 0, "bytes_read": 0, "lines": 0, "unparsable": 0, "truncated": False,
+                     "log_start": None, "polls": 0}
+
+    def _consume(self, until):
+        """Classify what the log gained since the last poll."""
+        info = os.stat(self.path)
+        identity = (info.st_dev, info.st_ino)
+        if self.offset is not None and (identity != self.identity or info.st_size < self.offset):
+            self.offset = None                         # rotated or truncated: the new file's window
+        budget = int(self.o["max_bytes"]) - self.read["bytes_read"]
+        if budget <= 0:
+            self.read["truncated"] = True
+            return
+        stats = {}
+        read_until = until if self.until is not None else math.inf
+        for entry in iter_window(self.path, self.since - self.base_s, read_until, budget, stats, start=self.offset):
+            r = classify(entry, self.hosts, self.o["uplink_paths"], self.o["backends"])
+            if r is None:
+                continue
+            (self.baseline if r.t < self.since else self.phase).append(r)
+            if r.t >= self.since and failed(r.status) and len(self.examples) < 5:
+                path = str(entry.get("RequestPath") or "").split("?", 1)[0]  # a query may hold a token
+                self.examples.append({"time": entry.get("StartUTC") or entry.get("time"),
+                                      "host": entry.get("RequestHost"), "path": path, "status": r.status,
+                                      "service": entry.get("ServiceName"), "ms": round(r.ms, 3)})
+        if self.offset is None:
+            self.read["start_offset"] = stats["start_offset"]
+            if stats["log_start"] is not None:
+                self.read["log_start"] = stats["log_start"]
+        self.offset, self.identity = stats["end_offset"], identity
+        self.read["size"] = stats["size"]
+        for key in ("bytes_read", "lines", "unparsable"):
+            self.read[key] += stats[key]
+        self.read["truncated"] = self.read["truncated"] or stats["truncated"]
+
+    def poll(self, now=None, weights=None, events=None):
+        """The result (see the module's RETURN) for the window from since to until (default: now);
+        weights/events (for the chart) replace the options' when given."""
+        o, since, base_s = self.o, self.since, self.base_s
+        until = self.until if self.until is not None else (now if now is not None else time.time())
+        if until <= since:
+            raise ValueError(f"the window ends ({_iso(until)}) before it starts ({_iso(since)}): check since and until")
+        weights = _marks(o["weights"] if weights is None else weights, "weight", since, "weights")
+        events = _marks(o["events"] if events is None else events, "label", since, "events")
+        started_at = o["traefik_started_at"]
+        if started_at is None and o["traefik_container"]:
+            started_at = container_started_at(o["traefik_container"], o["docker_socket"])
+        started = epoch(started_at)
+        restarted = started is not None and since < started <= until
+        result = {"access_log": self.path, "known": False, "passed": False, "failed": False,
+                  "window": {"since": _iso(since), "until": _iso(until), "seconds": round(until - since, 3)},
+                  "baseline": None, "phase": None, "gate": None, "timeline": [], "statuses": {}, "examples": [],
+                  "svg": None, "svg_document": None, "traefik_restarted": restarted, "read": None}
+        if not self.path or not os.path.isfile(self.path):
+            result["msg"] = (f"cannot see what clients saw: no access log at {self.path or '(not configured)'}; set "
+                             f"parking_traefik_access_log and turn on Traefik's JSON access log")
+            result["failed"] = bool(o["fail"])
+            return result
+        self._consume(until)
+        self.read["polls"] += 1
+        summary = summarize(self.phase, since, until, self.bucket)
+        totals = summary["totals"]
+        base = summarize(self.baseline, since - base_s, since, base_s)["totals"] if base_s else None
+        verdict = gate(base, totals, self.path)
+        reasons = []
+        if restarted:
+            reasons.append(f"Traefik restarted during the phase (at {_iso(started)}): requests refused while it was "
+                           f"down never reached the access log, so the log cannot show everything clients saw")
+        if self.read["truncated"]:
+            reasons.append(f"only {self.read['bytes_read']} bytes of the window were read (max_bytes): raise "
+                           f"max_bytes or shorten the window")
+        if reasons:
+            verdict.update(passed=False, message="; ".join(reasons + [verdict["message"]]))
+        late = self.read["log_start"] if (self.read["log_start"] or 0) > since - base_s else None
+        if late:
+            # no request logged before then: a quiet service, or a log rotated or turned on late
+            verdict["message"] += (f" (the access log starts at {_iso(late)}, after the "
+                                   f"{'phase' if late > since else 'baseline'} started: nothing before that was "
+                                   f"seen; an older log file may hold the rest)")
+        read = {k: self.read[k] for k in ("size", "start_offset", "bytes_read", "lines", "unparsable", "truncated",
+                                          "polls")}
+        result.update(known=True, passed=verdict["passed"], gate=verdict, baseline=base, phase=totals,
+                      timeline=summary["timeline"], statuses=dict(list(totals["statuses"].items())[:10]),
+                      examples=list(self.examples), msg=verdict["message"], read=dict(read, log_start=late and _iso(late)))
+        result["failed"] = bool(o["fail"]) and not verdict["passed"]
+        if o["svg_path"] or o["chart"]:
+            span = f"{_iso(since)[:10]} {_iso(since)[11:19]}-{_iso(until)[11:19]} UTC"
+            title = (f"{o['title']}, {span}: {totals['requests']} requests, {totals['failed']} failed, "
+                     f"{totals['uplinks']} uplinks ({'passed' if verdict['passed'] else 'FAILED'})")
+            document = render_svg(summary["timeline"], weights, events, title, bucket=self.bucket)
+            result["svg"] = write_atomic(o["svg_path"], document) if o["svg_path"] else None
+            result["svg_document"] = document if o["chart"] else None
         return result
-    hosts, baseline, phase, stats = _hostset(o["hosts"]), [], [], {}
-    for entry in iter_window(path, since - base_s, until, int(o["max_bytes"]), stats):
-        r = classify(entry, hosts, o["uplink_paths"], o["backends"])
-        if r is None:
-            continue
-        (baseline if r.t < since else phase).append(r)
-        if r.t >= since and failed(r.status) and len(result["examples"]) < 5:
-            path = str(entry.get("RequestPath") or "").split("?", 1)[0]  # a query may hold a token
-            result["examples"].append({"time": entry.get("StartUTC") or entry.get("time"),
-                                       "host": entry.get("RequestHost"), "path": path,
-                                       "status": r.status, "service": entry.get("ServiceName"), "ms": round(r.ms, 3)})
-    summary = summarize(phase, since, until, bucket)
-    totals = summary["totals"]
-    base = summarize(baseline, since - base_s, since, base_s)["totals"] if base_s else None
-    verdict = gate(base, totals, path)
-    reasons = []
-    if restarted:
-        reasons.append(f"Traefik restarted during the phase (at {_iso(started)}): requests refused while it was down "
-                       f"never reached the access log, so the log cannot show everything clients saw")
-    if stats["truncated"]:
-        reasons.append(f"only {stats['bytes_read']} bytes of the window were read (max_bytes): raise max_bytes or "
-                       f"shorten the window")
-    if reasons:
-        verdict.update(passed=False, message="; ".join(reasons + [verdict["message"]]))
-    late = stats["log_start"] if (stats["log_start"] or 0) > since - base_s else None
-    if late:
-        # no request logged before then: a quiet service, or a log rotated or turned on late
-        verdict["message"] += (f" (the access log starts at {_iso(late)}, after the "
-                               f"{'phase' if late > since else 'baseline'} started: nothing before that was seen; "
-                               f"an older log file may hold the rest)")
-    read = {k: stats[k] for k in ("size", "start_offset", "bytes_read", "lines", "unparsable", "truncated")}
-    result.update(known=True, passed=verdict["passed"], gate=verdict, baseline=base, phase=totals,
-                  timeline=summary["timeline"], statuses=dict(list(totals["statuses"].items())[:10]),
-                  msg=verdict["message"], read=dict(read, log_start=late and _iso(late)))
-    result["failed"] = bool(o["fail"]) and not verdict["passed"]
-    if o["svg_path"] or o["chart"]:
-        span = f"{_iso(since)[:10]} {_iso(since)[11:19]}-{_iso(until)[11:19]} UTC"
-        title = (f"{o['title']}, {span}: {totals['requests']} requests, {totals['failed']} failed, "
-                 f"{totals['uplinks']} uplinks ({'passed' if verdict['passed'] else 'FAILED'})")
-        document = render_svg(summary["timeline"], weights, events, title, bucket=bucket)
-        result["svg"] = write_atomic(o["svg_path"], document) if o["svg_path"] else None
-        result["svg_document"] = document if o["chart"] else None
-    return result
+
+
+def watch(options, now=None):
+    """One look at what clients saw from `since` to `until` (epoch; until defaults to now) against
+    the baseline window just before (Watcher, one poll). Raises ValueError on invalid options."""
+    return Watcher(options).poll(now)
 
 
 def write_atomic(path, text, mode=0o644):

@@ -355,3 +355,56 @@ def test_examples_never_carry_the_query_string(tmp_path):
                    "hosts": ["api.example.test"], "fail": False})
     assert out["examples"] and all("SECRET" not in json.dumps(e) for e in out["examples"])
     assert out["examples"][0]["path"] == "/api/v1/spaces"
+
+
+# ---------------------------------------------------------------- incremental watch (the cutover ramp)
+
+def test_watcher_reads_only_what_the_log_gained_and_matches_a_one_shot_watch(tmp_path):
+    path = tmp_path / "access.log"
+    base = [entry(T0 - 300 + i, status=500 if i == 7 else 200) for i in range(300)]
+    write_log(path, base + [entry(T0 + i) for i in range(20)])
+    w = T.Watcher(options(str(path), until=None, baseline_seconds=300))
+    first = w.poll(now=T0 + 20)
+    assert first["passed"] and first["phase"]["requests"] == 20 and first["baseline"]["requests"] == 300
+    read_once = first["read"]["bytes_read"]
+    # the log grows: a failure, then a line still being written (no newline yet)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(entry(T0 + 20, status=502, service="cutover-v6@file")) + "\n")
+        handle.write(json.dumps(entry(T0 + 21))[:40])
+    second = w.poll(now=T0 + 22)
+    assert second["read"]["bytes_read"] - read_once == len(json.dumps(entry(T0 + 20, status=502,
+                                                                           service="cutover-v6@file"))) + 1
+    assert second["read"]["unparsable"] == 0 and second["read"]["polls"] == 2
+    assert second["phase"]["requests"] == 21 and second["phase"]["failed"] == 1 and not second["passed"]
+    assert second["examples"][0]["service"] == "cutover-v6@file"
+    with open(path, "a") as handle:                      # the rest of the half-written line
+        handle.write(json.dumps(entry(T0 + 21))[40:] + "\n")
+    third = w.poll(now=T0 + 23)
+    one_shot = T.watch(options(str(path), until=None, baseline_seconds=300), now=T0 + 23)
+    assert third["phase"] == one_shot["phase"] and third["baseline"] == one_shot["baseline"]
+    assert third["timeline"] == one_shot["timeline"] and third["phase"]["requests"] == 22
+
+
+def test_watcher_reads_a_rotated_log_again_and_says_it_starts_late(tmp_path):
+    path = tmp_path / "access.log"
+    write_log(path, [entry(T0 - 100 + i) for i in range(110)])
+    w = T.Watcher(options(str(path), until=None, baseline_seconds=100))
+    assert w.poll(now=T0 + 10)["phase"]["requests"] == 10
+    os.rename(path, tmp_path / "access.log.1")           # rotated: a new, shorter file
+    write_log(path, [entry(T0 + 11 + i) for i in range(5)])
+    r = w.poll(now=T0 + 17)
+    assert r["phase"]["requests"] == 15 and r["baseline"]["requests"] == 100
+    assert "the access log starts at" in r["msg"]
+
+
+def test_watcher_max_bytes_counts_over_all_polls(tmp_path):
+    path = tmp_path / "access.log"
+    lines = [entry(T0 + i) for i in range(10)]
+    write_log(path, lines)
+    size = os.path.getsize(path)
+    w = T.Watcher(options(str(path), until=None, baseline_seconds=0, max_bytes=size + 10))
+    assert w.poll(now=T0 + 10)["passed"]
+    with open(path, "a") as handle:
+        handle.write(json.dumps(entry(T0 + 11)) + "\n")
+    r = w.poll(now=T0 + 12)
+    assert r["read"]["truncated"] and not r["passed"] and "max_bytes" in r["msg"]
