@@ -301,31 +301,18 @@ import functools
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connect, connection_spec
+from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connect
 from ansible.module_utils.parking.errors import ParkingError
 from ansible.module_utils.parking import smoke
+from ansible.module_utils.parking.specs import smoke_spec
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(
-        domain=dict(type="str", required=True),
-        api_host=dict(type="str", default="api"),
-        connect_host=dict(type="str", default=""),
-        connect_port=dict(type="int", default=443),
-        ca_file=dict(type="path"),
-        expect_backend=dict(type="str", required=True, choices=list(smoke.BACKENDS)),
-        login_email=dict(type="str"),
-        login_password=dict(type="str", no_log=True),
-        probe_dev_eui=dict(type="str"),
-        probe_fcnt_base=dict(type="int"),
-        target=dict(type="dict", options=connection_spec("")),
+        smoke_spec(),
         host_rules=dict(type="dict"),
         checks=dict(type="list", elements="str", choices=list(smoke.CHECKS), default=list(smoke.DEFAULT_CHECKS)),
-        timeout=dict(type="float", default=10.0),
-        error_rate_requests=dict(type="int", default=40),
-        error_rate_max=dict(type="float", default=0.0),
         expect_routing=dict(type="str"),
-        routing_timeout=dict(type="float", default=30.0),
     ), supports_check_mode=True)
     p = module.params
     db_factory = None

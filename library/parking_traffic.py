@@ -247,27 +247,20 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.parking import traffic
+from ansible.module_utils.parking.specs import traffic_spec
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(
-        access_log=dict(type="path"),
-        since=dict(type="float", required=True),
+        traffic_spec(),
         until=dict(type="float"),
-        baseline_seconds=dict(type="float", default=300.0),
-        hosts=dict(type="list", elements="str", default=[]),
-        uplink_paths=dict(type="list", elements="str", default=["/api/v1/uplink"]),
-        backends=dict(type="dict", default={"v6": "v6", "v5": ""}),
         bucket=dict(type="float", default=1.0),
-        max_bytes=dict(type="int", default=512 * 1024 * 1024),
         svg_path=dict(type="path"),
         chart=dict(type="bool", default=False),
         title=dict(type="str", default="Phase 3 - cutover - what clients saw"),
         weights=dict(type="list", elements="dict", default=[]),
         events=dict(type="list", elements="dict", default=[]),
         traefik_started_at=dict(type="str"),
-        traefik_container=dict(type="str"),
-        docker_socket=dict(type="path", default="/var/run/docker.sock"),
         fail=dict(type="bool", default=True),
     ), supports_check_mode=True)
     options = dict(module.params, svg_path=None if module.check_mode else module.params["svg_path"])
