@@ -133,7 +133,7 @@ def test_cutover_under_load_with_automatic_revert_and_rollback_3(loaded_lab):
     fig = measure(loaded_lab, t0, t_end, v5_serving_everything_after_s=left, v6_requests_after_fault=touched,
                   revert_done_s=round(t_end - t_fault, 1))
     record("v6 unhealthy at 10 %", fig)
-    # V6 still answers requests while /health fails: its health check (every 1 s) takes it out
+    # V6 still answers requests while /health fails: its health check (every 0.5 s) takes it out
     assert left <= 3, fig
     assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
 
