@@ -29,7 +29,7 @@ PHASE1 = "playbooks/01-migrate-data.yml"
 DELTA_TASK = "data_migration : Catch up what V5 wrote since the last run"
 FULL_TASK = "data_migration : Migrate V5 into V6, full run (progress log on the target, data_migration_progress_log)"
 VERIFY_TASK = "data_migration : Verify phase 1 with the fail-closed gate"
-REPORT_TASK = "report : Write the JSON report of phase 1"
+REPORT_TASK = "report : Write the JSON and Markdown reports of phase 1"
 
 
 @pytest.fixture(scope="module")
