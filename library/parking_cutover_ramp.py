@@ -220,10 +220,12 @@ def main():
         target["db"] = target.get("db") or smoke.default_database(p["smoke"]["expect_backend"])
         db_factory = functools.partial(connect, target, "target")
 
+    def smoke_params(step):
+        return dict(p["smoke"], checks=step["checks"], host_rules=step["host_rules"],
+                    expect_routing=step["expect_routing"])
+
     def check(step):
-        params = dict(p["smoke"], checks=step["checks"], host_rules=step["host_rules"],
-                      expect_routing=step["expect_routing"])
-        return smoke.run(params, db_factory=db_factory)
+        return smoke.run(smoke_params(step), db_factory=db_factory)
 
     watcher = None
 
@@ -234,11 +236,10 @@ def main():
         if p["traffic"] and not module.check_mode:
             watcher = traffic.Watcher(dict(p["traffic"], fail=True))
         steps = ramp.normalise_steps(p["steps"])
+        routing.check_name(p["name"])
         for step in steps:
-            routing.check_name(p["name"])
             routing.validate(p["name"], step["content"])
-            smoke.normalise_options(dict(p["smoke"], checks=step["checks"], host_rules=step["host_rules"],
-                                         expect_routing=step["expect_routing"]))
+            smoke.normalise_options(smoke_params(step))
         out = ramp.run(steps, publish, None if module.check_mode else check,
                        watch if watcher is not None else None, started=p["started"])
     except (ParkingError, OSError, ValueError) as exc:
