@@ -43,7 +43,7 @@ import time
 import uuid
 from urllib.parse import quote, urlencode
 
-from .errors import ConfigError, ParkingError
+from ..errors import ConfigError, ParkingError
 
 CHECKS = ("routing", "health", "login", "devices", "spaces", "reservation", "websocket", "webhook", "host_rules",
           "error_rate")
