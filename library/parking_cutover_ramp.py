@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # parking-migrate: phase 3, V6's share of traffic raised step by step, each step gated, in one
 # module run. Thin module: documentation, argument spec and result; the ramp lives in
-# module_utils/parking/ramp.py, the checks in smoke.py, what clients saw in traffic.py.
+# module_utils/parking/ramp.py, the checks in smoke/, what clients saw in traffic.py.
 
 from __future__ import annotations
 

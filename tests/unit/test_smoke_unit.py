@@ -1,4 +1,4 @@
-"""Unit tests of the phase-3 smoke engine's pure parts (module_utils/parking/smoke.py).
+"""Unit tests of the phase-3 smoke engine's pure parts (module_utils/parking/smoke/).
 
 No network, no database. Where the lab's API stand-ins define the other side of a protocol
 (websocket frames, the uplink parser), they are loaded by path and used as the peer, so the
