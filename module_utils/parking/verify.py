@@ -134,7 +134,7 @@ INVARIANTS = {
         WHERE i.entity = 'users' AND i.action = 'inserted' AND i.v5_id NOT LIKE 'anonymous-bookings:%%'
           AND NOT EXISTS (SELECT 1 FROM user_memberships m WHERE m.user_id = u.id AND m.is_active)""",
     # a registered sensor as an orphan is the original failure; displays are orphans by V6's own
-    # webhook (it consults sensor_devices only), for every frame they send (migrate.resolve_orphans)
+    # webhook (it consults sensor_devices only), for every frame they send (resolve_orphans, migrate/links.py)
     "orphans_not_registered": """
         SELECT count(*) FROM orphan_devices o WHERE EXISTS (SELECT 1 FROM sensor_devices d WHERE d.dev_eui = o.dev_eui)""",
 }
