@@ -1,6 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # parking-migrate: phase 4 backups and the decommission's state, kept in the V6 ledger.
+# Thin module: documentation, argument spec and result; what each state checks and records
+# lives in module_utils/parking/decommission.py (fingerprints and the ledger in backup.py).
 
 DOCUMENTATION = r"""
 module: parking_decommission
@@ -191,145 +193,12 @@ verified:
            "size_bytes": 48211}
 """
 
-import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.parking import backup, preflight
-from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connect, connection_option
+from ansible.module_utils.parking import backup, decommission, preflight
+from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connection_option
 from ansible.module_utils.parking.errors import ParkingError
-
-
-def fingerprint_of(server, db):
-    conn = connect(dict(server, db=db), f"database {db}")
-    try:
-        conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
-        with conn.cursor() as cur:
-            return backup.fingerprint(cur)
-    finally:
-        conn.close()
-
-
-def server_databases(server, databases):
-    """Which databases exist, asked of the server with the O(server) login (a login that fails raises)."""
-    conn = connect(server, "server", autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            return backup.existing_databases(cur, databases)
-    finally:
-        conn.close()
-
-
-def backup_space(cur, present, backup_dir, factor):
-    """Is there room for the dumps? Free space of the filesystem that will hold backup_dir,
-    measured here on the target (tmpfs included), against factor x the databases still present."""
-    sizes = {}
-    for db in sorted(db for db, there in present.items() if there):
-        cur.execute("SELECT pg_database_size(%s)", (db,))
-        sizes[db] = cur.fetchone()[0]
-    try:
-        space = preflight.disk_space(backup_dir)
-    except OSError:
-        space = None
-    check, needed, free = preflight.check_disk(backup_dir, [], sizes, factor, space)
-    return {"dir": backup_dir, "ok": check["ok"], "detail": check["detail"], "needed_bytes": needed,
-            "free_bytes": free, "mount": (space or {}).get("mount")}
-
-
-def public(backups):
-    return {db: {k: v for k, v in rec.items() if k != "table_checksums"} for db, rec in backups.items()}
-
-
-def run(p, check_mode):
-    """Returns (changed, result); writes to the ledger in one transaction, rolled back in check mode."""
-    ledger = connect(p["target"], "target")
-    try:
-        with ledger.cursor() as cur:
-            result = {"verified": None}
-            changed = False
-            state = p["state"]
-            # state=info needs no superuser; a given one is used, so a login that fails is an error
-            present = server_databases(p["server"], p["databases"]) if p["server"] else None
-            if state == "backup_verified" and p["backup"]["compare_with"] == "recorded":
-                b = p["backup"]
-                sha = backup.sha256_file(b["path"])
-                rec = backup.recorded_backup(cur, sha)
-                if not rec or rec["db"] != b["db"]:
-                    raise backup.BackupMismatch(f"{b['path']} (sha256 {sha}) is not a verified backup of {b['db']} "
-                                                "recorded in the V6 ledger", [])
-                restored = fingerprint_of(p["server"], b["restored_db"])
-                backup.require_equal(rec["table_checksums"], restored, f"the copy of {b['db']} restored from {b['path']}",
-                                     "recorded", "restored", "The backup file does not restore to what was verified.")
-                result["verified"] = dict(backup.summary(restored), db=b["db"], sha256=sha,
-                                          size_bytes=os.path.getsize(b["path"]))
-            elif state == "backup_verified":
-                b = p["backup"]
-                live = fingerprint_of(p["server"], b["db"])
-                restored = fingerprint_of(p["server"], b["restored_db"])
-                backup.require_equal(live, restored, f"the copy of {b['db']} restored from {b['path']}",
-                                     "live", "restored",
-                                     "The backup is not faithful (or the database was written during the dump): "
-                                     "nothing was recorded or removed; stop the writers and run phase 4 again.")
-                sha = backup.sha256_file(b["path"])
-                size = os.path.getsize(b["path"])
-                changed = backup.record_backup(cur, b["db"], b["path"], sha, size, live, p["retention_days"])
-                result["verified"] = dict(backup.summary(live), db=b["db"], sha256=sha, size_bytes=size)
-            elif state == "unchanged_since_backup":
-                recorded = backup.latest_backups(cur, p["databases"])
-                present = backup.existing_databases(cur, p["databases"])
-                for db in p["databases"]:
-                    if not present[db]:
-                        continue
-                    if db not in recorded:
-                        raise backup.BackupMismatch(f"{db} has no verified backup in the ledger: run phase 4 "
-                                                    "from the start (it backs up before it removes anything)", [])
-                    backup.require_equal(recorded[db]["table_checksums"], fingerprint_of(p["server"], db),
-                                         f"{db} changed since its backup {recorded[db]['path']}", "backup", "live",
-                                         "Something still writes to it: nothing was dropped. Find the writer "
-                                         "(pg_stat_activity), stop it and run phase 4 again for a new backup.")
-            elif state == "done":
-                recorded = backup.latest_backups(cur, p["databases"])
-                missing = [db for db in p["databases"] if db not in recorded]
-                if missing:
-                    raise backup.BackupMismatch(f"no verified backup of {', '.join(missing)} in the ledger: "
-                                                "refusing to record the decommission", [])
-                changed = backup.set_state(cur, "done", p["databases"], [recorded[db]["id"] for db in p["databases"]],
-                                           p["containers"], p["containers_file"])
-            elif state == "restored":
-                current = backup.latest_state(cur)
-                if not current:
-                    raise ParkingError("no decommission recorded in the V6 ledger: there is nothing to restore")
-                used = backup.backups_by_id(cur, current["backup_ids"])
-                for db in current["databases"]:
-                    backup.require_equal(used[db]["table_checksums"], fingerprint_of(p["server"], db),
-                                         f"{db} as restored from {used[db]['path']}", "backup", "restored",
-                                         "The restore is incomplete: V5 was not started; restore the file again.")
-                changed = backup.set_state(cur, "rolled_back", current["databases"], current["backup_ids"],
-                                           current["containers"], current["containers_file"])
-            if p["backup_dir"] is not None:
-                result["backup_space"] = backup_space(
-                    cur, present if present is not None else backup.existing_databases(cur, p["databases"]),
-                    p["backup_dir"], p["backup_factor"])
-                result["server_version_num"] = ledger.server_version
-            record = backup.latest_state(cur)
-            result.update(
-                status=record["status"] if record else "none",
-                record=record or {},
-                databases=present if present is not None else backup.existing_databases(cur, p["databases"]),
-                cutover_switched=backup.cutover_switched(cur),
-                backups=public(backup.latest_backups(cur, p["databases"])),
-                used_backups=public(backup.backups_by_id(cur, record["backup_ids"])) if record else {},
-            )
-        if check_mode:
-            ledger.rollback()
-        else:
-            ledger.commit()
-        return changed, result
-    except Exception:
-        ledger.rollback()
-        raise
-    finally:
-        ledger.close()
 
 
 def main():
@@ -360,7 +229,7 @@ def main():
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     try:
-        changed, result = run(module.params, module.check_mode)
+        changed, result = decommission.run(module.params, module.check_mode)
         if module.params["backup_dir"] is not None:  # the pg_dump that will dump, here on the target
             result["pg_client"] = preflight.check_pg_client(preflight.pg_dump_version(module),
                                                             result.pop("server_version_num"))

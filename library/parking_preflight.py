@@ -1,8 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # parking-migrate: phase 0, preflight. Thin module: documentation, argument spec and result;
-# the checks, the database reads, the access-log counting and the report live in
-# module_utils/parking/preflight.py.
+# the checks, the database reads, the access-log counting and the report live in the package
+# module_utils/parking/preflight/ (checks.py, databases.py, legacy.py, report.py).
 
 from __future__ import annotations
 

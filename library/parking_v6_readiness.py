@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # parking-migrate: phase 2 readiness gate of the deployed V6 on the migrated data.
+# Thin module; the gate lives in the package module_utils/parking/readiness/.
 
 DOCUMENTATION = r"""
 module: parking_v6_readiness

@@ -1,4 +1,4 @@
-"""Unit tests of the phase-0 preflight's pure parts (module_utils/parking/preflight.py): version,
+"""Unit tests of the phase-0 preflight's pure parts (module_utils/parking/preflight/): version,
 memory, disk and Traefik checks, the Traefik access-log counting, the legacy-traffic answer and
 the report's shape. No database, no Docker."""
 import datetime as dt

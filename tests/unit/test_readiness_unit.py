@@ -1,4 +1,4 @@
-"""Pure parts of the phase-2 readiness gate (module_utils/parking/readiness.py)."""
+"""Pure parts of the phase-2 readiness gate (module_utils/parking/readiness/)."""
 import base64
 import hashlib
 import hmac
@@ -70,3 +70,56 @@ def test_failure_message_lists_every_failed_check_with_its_exchange():
     text = readiness.failure_message(result)
     assert "1 check(s) failed" in text and "- occupancy: answered 500" in text
     assert "POST /api/v1/uplink -> 500: {\"detail\":\"x\"}" in text and "health" not in text
+
+
+class _Col:
+    def __init__(self, name):
+        self.name = name
+
+
+class _FakeV6:
+    """A parking_v6 connection without a phase-1 ledger and without users (no SQL is run)."""
+
+    def __init__(self):
+        self.closed = False
+        self.queries = []
+        self.description, self.rows = [], []
+
+    def cursor(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, sql, params=None):
+        self.queries.append(sql)
+        ledger = "to_regclass" in sql
+        self.description = [_Col("ok")] if ledger else [_Col("tenant_id"), _Col("slug")]
+        self.rows = [(False,)] if ledger else []
+
+    def fetchall(self):
+        return self.rows
+
+    def commit(self):
+        pass
+
+    def rollback(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_gate_joins_plumbing_checks_and_probes():
+    for name in ("call", "expect", "query", "execute", "record", "list_all", "check_health", "check_login",
+                 "check_tenant", "check_retention", "check_occupancy", "check_reservation", "put_back", "run"):
+        assert callable(getattr(readiness.Gate, name)), name
+    conn = _FakeV6()
+    result = readiness.run({"domain": "verdegris.test", "jwt_secret": SECRET, "live_host": "",
+                            "checks": ["retention"]}, lambda: conn)
+    assert result["api_host"] == "api-v6.verdegris.test" and result["failed_checks"] == ["retention"]
+    assert result["checks"][0]["detail"] == "parking_v6 has no phase-1 ledger: run phase 1 before phase 2"
+    assert len(conn.queries) == 2 and conn.closed
