@@ -84,20 +84,16 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.parking.connection import HAS_PSYCOPG2, connect, connection_option
 from ansible.module_utils.parking.errors import ParkingError
-from ansible.module_utils.parking import backsync
+from ansible.module_utils.parking import backsync, ledger
 from ansible.module_utils.parking.session import transactional
 
 
 def cutover_start(params):
+    """When the cutover started, from the V6 ledger (None when no cutover is recorded)."""
     conn = connect(params, "v6")
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('parking_migrate.cutover_state') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return None
-            cur.execute("SELECT value->>'at' FROM parking_migrate.cutover_state WHERE key = 'started'")
-            row = cur.fetchone()
-            return row[0] if row else None
+            return (ledger.cutover_state(cur).get("started") or {}).get("at")
     finally:
         conn.close()
 

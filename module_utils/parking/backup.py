@@ -6,42 +6,17 @@ sequence's position. A backup is *verified* when a copy restored from the dump f
 same fingerprint as the live database; rollback-4 restores the file and checks the restored
 database against the fingerprint recorded then.
 
-Ledger (schema parking_migrate in parking_v6, the database that stays):
+Ledger (schema parking_migrate in parking_v6, the database that stays; DDL in ledger.py):
   backups       one row per verified dump file: database, path, sha256, size, fingerprint, retention
-  decommission  one row per state change: backed_up -> done -> rolled_back, with the containers
-                removed and where their definitions were saved
+  decommission  one row per state change: done -> rolled_back, with the containers removed and
+                where their definitions were saved
 """
 import hashlib
 import json
 
 from .errors import ParkingError
+from . import ledger
 from .ledger import SCHEMA
-
-DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-CREATE TABLE IF NOT EXISTS {SCHEMA}.backups (
-    id              bigserial PRIMARY KEY,
-    db              text NOT NULL,
-    path            text NOT NULL,
-    sha256          text NOT NULL UNIQUE,
-    size_bytes      bigint NOT NULL,
-    tables          integer NOT NULL,
-    rows            bigint NOT NULL,
-    fingerprint     text NOT NULL,
-    table_checksums jsonb NOT NULL,
-    verified_at     timestamptz NOT NULL DEFAULT now(),
-    retention_until date NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {SCHEMA}.decommission (
-    id              bigserial PRIMARY KEY,
-    status          text NOT NULL CHECK (status IN ('done', 'rolled_back')),
-    databases       text[] NOT NULL,
-    backup_ids      bigint[] NOT NULL,
-    containers      text[] NOT NULL,
-    containers_file text,
-    at              timestamptz NOT NULL DEFAULT now()
-);
-"""
 
 _TABLES_SQL = """
 SELECT n.nspname, c.relname, c.relkind
@@ -125,10 +100,6 @@ def sha256_file(path, chunk=1 << 20):
     return h.hexdigest()
 
 
-def ensure(cur):
-    cur.execute(DDL)
-
-
 def ledger_exists(cur):
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.decommission",))
     return cur.fetchone()[0]
@@ -136,7 +107,7 @@ def ledger_exists(cur):
 
 def record_backup(cur, db, path, sha256, size_bytes, tables, retention_days):
     """Insert the verified backup; a file already recorded (same sha256) is not recorded twice."""
-    ensure(cur)
+    ledger.begin(cur)
     s = summary(tables)
     cur.execute(
         f"INSERT INTO {SCHEMA}.backups (db, path, sha256, size_bytes, tables, rows, fingerprint, "
@@ -206,7 +177,7 @@ def latest_state(cur):
 
 def set_state(cur, status, databases, backup_ids, containers, containers_file):
     """Record a state change; returns False when the latest state already is this one."""
-    ensure(cur)
+    ledger.begin(cur)
     current = latest_state(cur)
     if current and current["status"] == status:
         return False
@@ -224,11 +195,7 @@ def existing_databases(cur, names):
 
 def cutover_keys(cur):
     """The cutover's recorded steps (phase 3: started, switched, ...); rollback-3 clears them."""
-    cur.execute(f"SELECT to_regclass('{SCHEMA}.cutover_state') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        return set()
-    cur.execute(f"SELECT key FROM {SCHEMA}.cutover_state")
-    return {row[0] for row in cur.fetchall()}
+    return set(ledger.cutover_state(cur))
 
 
 def cutover_switched(cur):

@@ -22,18 +22,15 @@ resolution, column adaptation) take plain data and are unit-tested on their own.
 """
 import datetime as dt
 import json
-import re
 import uuid
 
-from . import connection
-from .errors import ConfigError, LockBusy, ParkingError, SchemaMismatch
+from . import connection, ledger, rollback
+from .errors import ConfigError, ParkingError, SchemaMismatch
 from .eui import normalize_eui
 from .mapping import PLATFORM_TENANT_ID
 
-LOCK_NAME = "parking-migrate"
-LEDGER_SCHEMA = "parking_migrate"
-LEDGER_TABLE = "parking_migrate.gateway_import_ledger"
 TARGET_TABLE = "gateways"
+PHASE = rollback.GATEWAYS            # the ledger's runs.phase of gateway imports and their undo
 CONFIG_KEY = "chirpstack"
 DEFAULT_ONLINE_WINDOW = 300          # seconds; V5's "online when seen within 5 minutes"
 
@@ -82,7 +79,6 @@ SELECT a.tenant_id::text, d.dev_eui
 FROM device d JOIN application a ON a.id = d.application_id
 """
 
-SQL_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext(%s))"
 SQL_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '30s'"
 SQL_NOW = "SELECT now()"
 SQL_TABLE_SCHEMA = """
@@ -118,35 +114,16 @@ CROSS JOIN LATERAL regexp_matches(r.raw_payload, '"gatewayId"\s*:\s*"([0-9A-Fa-f
 WHERE r.raw_payload LIKE '%%gatewayId%%' AND r.tenant_id <> %s::uuid
 """
 SQL_COUNT = "SELECT count(*) FROM gateways"
-SQL_LEDGER_EXISTS = "SELECT to_regclass('parking_migrate.gateway_import_ledger') IS NOT NULL"
-SQL_LEDGER_SCHEMA = "CREATE SCHEMA IF NOT EXISTS parking_migrate"
-SQL_LEDGER_TABLE = """
-CREATE TABLE IF NOT EXISTS parking_migrate.gateway_import_ledger (
-    run_id          uuid NOT NULL,
-    gateway_row_id  uuid NOT NULL,
-    tenant_id       uuid NOT NULL,
-    gateway_id      text NOT NULL,
-    action          text NOT NULL CHECK (action IN ('inserted', 'updated')),
-    before          jsonb,
-    imported_at     timestamptz NOT NULL DEFAULT now()
-)
+SQL_LEDGER_INSERTED = f"""
+SELECT v6_id FROM {ledger.SCHEMA}.id_map WHERE entity = 'gateways' AND action = 'inserted'
 """
-SQL_LEDGER_INSERTED = """
-SELECT gateway_row_id::text FROM parking_migrate.gateway_import_ledger WHERE action = 'inserted'
+SQL_LEDGER_INSERT = f"""
+INSERT INTO {ledger.SCHEMA}.id_map (entity, v5_id, v6_id, action, run_id)
+VALUES ('gateways', %s || ':' || %s, %s, 'inserted', %s)
 """
-SQL_LEDGER_ADD = """
-INSERT INTO parking_migrate.gateway_import_ledger
-    (run_id, gateway_row_id, tenant_id, gateway_id, action, before, imported_at)
-VALUES (%s, %s, %s, %s, %s, %s::jsonb, now())
+SQL_LEDGER_UPDATE = f"""
+INSERT INTO {ledger.SCHEMA}.before_images (run_id, tbl, row_id, before) VALUES (%s, 'gateways', %s, %s::jsonb)
 """
-SQL_LEDGER_READ = """
-SELECT run_id::text, gateway_row_id::text, gateway_id, action, before::text
-FROM parking_migrate.gateway_import_ledger
-ORDER BY imported_at DESC, action DESC
-"""
-SQL_LEDGER_CLEAR = "DELETE FROM parking_migrate.gateway_import_ledger"
-SQL_DELETE_ROW = "DELETE FROM gateways WHERE id = %s"
-SQL_ROW_EXISTS = "SELECT 1 FROM gateways WHERE id = %s"
 
 
 class ImportFailed(ParkingError):
@@ -555,11 +532,9 @@ def _close(conn):
 
 
 def _lock(target):
+    """The migration's one lock (ledger.lock), with a bound on waiting for table locks after it."""
     target.execute(SQL_LOCK_TIMEOUT)
-    if not target.scalar(SQL_LOCK, (LOCK_NAME,)):
-        raise LockBusy("another parking-migrate run holds the advisory lock "
-                       "pg_advisory_xact_lock(hashtext('parking-migrate')) on the target database; "
-                       "wait for it to finish (see pg_locks where locktype = 'advisory') and retry")
+    ledger.lock(target.conn.cursor())
 
 
 def _live_columns(target, table):
@@ -693,7 +668,8 @@ def import_gateways(chirpstack_params, target_params, tenant_map=None,
 
         state["phase"] = "write"
         before_count = target.scalar(SQL_COUNT)
-        _write(target, plan, run_id, wanted, imported, counts, warnings)
+        if _write(target, plan, run_id, wanted, imported, counts, warnings):
+            ledger.finish(target.conn.cursor(), run_id, "succeeded", counts, {})
         after_count = target.scalar(SQL_COUNT)
 
         if dry_run:
@@ -774,20 +750,22 @@ def _existing_rows(target, plan, gateway_ids):
     return rows
 
 
-def _ensure_ledger(target, ledger):
-    if not ledger["ready"]:
-        target.execute(SQL_LEDGER_SCHEMA)
-        target.execute(SQL_LEDGER_TABLE)
-        ledger["ready"] = True
+def _ensure_ledger(target, run_id, state):
+    """Before the first write: the ledger, created or brought up to date, and this run in it."""
+    if not state["ready"]:
+        cur = target.conn.cursor()
+        ledger.ensure(cur)
+        ledger.start(cur, run_id, PHASE, "import", "present", False)
+        state["ready"] = True
 
 
 def _write(target, plan, run_id, wanted, imported, counts, warnings):
-    """Insert, update or leave each wanted row; record every write in the ledger."""
+    """Insert, update or leave each wanted row; record every write in the ledger. True if it wrote."""
     if not wanted:
-        return
+        return False
     existing = _existing_rows(target, plan, [row["gateway_id"] for _, row in wanted])
-    ledger = {"ready": bool(target.scalar(SQL_LEDGER_EXISTS))}
-    ours = {r[0] for r in target.all(SQL_LEDGER_INSERTED)} if ledger["ready"] else set()
+    state = {"ready": False}
+    ours = {r[0] for r in target.all(SQL_LEDGER_INSERTED)} if ledger.exists(target.conn.cursor()) else set()
     by_gateway = {}
     for row in existing:
         by_gateway.setdefault(row["gateway_id"].upper(), []).append(row)
@@ -809,10 +787,9 @@ def _write(target, plan, run_id, wanted, imported, counts, warnings):
         current = same[0] if same else (moved[0] if moved else None)
         if current is None:
             row_id = str(uuid.uuid4())
-            _ensure_ledger(target, ledger)
+            _ensure_ledger(target, run_id, state)
             _insert(target, plan, row_id, gw, want)
-            target.execute(SQL_LEDGER_ADD, (run_id, row_id, want["tenant_id"], want["gateway_id"],
-                                            "inserted", None))
+            target.execute(SQL_LEDGER_INSERT, (want["gateway_id"], row_id, row_id, run_id))
             item["action"], item["gateway_row_id"] = "inserted", row_id
             counts["inserted"] += 1
             continue
@@ -827,12 +804,12 @@ def _write(target, plan, run_id, wanted, imported, counts, warnings):
             item["action"] = "unchanged"
             counts["unchanged"] += 1
             continue
-        _ensure_ledger(target, ledger)
+        _ensure_ledger(target, run_id, state)
         _update(target, plan, current["id"], want, clear_site=rehome)
-        target.execute(SQL_LEDGER_ADD, (run_id, current["id"], want["tenant_id"], want["gateway_id"],
-                                        "updated", current["image"]))
+        target.execute(SQL_LEDGER_UPDATE, (run_id, current["id"], current["image"]))
         item["action"], item["changed_columns"] = "updated", sorted(diffs)
         counts["updated"] += 1
+    return state["ready"]
 
 
 def _insert(target, plan, row_id, gw, want):
@@ -881,11 +858,9 @@ def _now_sql(data_type):
 # state: absent
 # --------------------------------------------------------------------------------------------
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
 def remove_gateways(target_params, dry_run=False, connect=None):
-    """Undo every recorded import: restore before-images (newest first), delete inserted rows."""
+    """Undo every recorded import through rollback-1's own path (rollback.undo_gateways): rows it
+    updated restored as they were, rows it inserted deleted."""
     connect = connect or connection.connect
     run_id = str(uuid.uuid4())
     counts = {"deleted": 0, "restored": 0, "missing": 0}
@@ -896,36 +871,29 @@ def remove_gateways(target_params, dry_run=False, connect=None):
     try:
         target_conn = connect(target_params, "target")
         target = _Session(target_conn, queries)
+        cur = target_conn.cursor()
         state["phase"] = "lock"
         _lock(target)
         state["phase"] = "introspect"
         _check_rls(target, TARGET_TABLE)
-        columns = [c["name"] for c in _live_columns(target, TARGET_TABLE)]
         before_count = target.scalar(SQL_COUNT)
         runs = []
-        if target.scalar(SQL_LEDGER_EXISTS):
-            state["phase"] = "restore"
-            entries = target.all(SQL_LEDGER_READ)
-            for entry_run, row_id, gateway_hex, action, before in entries:
-                if entry_run not in runs:
-                    runs.append(entry_run)
-                if action == "updated":
-                    restored = _restore(target, columns, row_id, before)
-                    if restored:
-                        counts["restored"] += 1
-                    else:
-                        counts["missing"] += 1
-                        warnings.append(f"gateway row {row_id} ({gateway_hex}) updated by run "
-                                        f"{entry_run} no longer exists; nothing to restore")
-                elif target.one(SQL_ROW_EXISTS, (row_id,)):
-                    target.execute(SQL_DELETE_ROW, (row_id,))
-                    counts["deleted"] += 1
-                else:
-                    counts["missing"] += 1
-                    warnings.append(f"gateway row {row_id} ({gateway_hex}) inserted by run "
-                                    f"{entry_run} was already deleted")
-            if entries:
-                target.execute(SQL_LEDGER_CLEAR)
+        if ledger.exists(cur):
+            rollback.refuse_while_v6_serves(cur)
+            runs, found = rollback.gateway_records(cur)
+            if runs:
+                state["phase"] = "restore"
+                ledger.begin(cur)
+                ledger.start(cur, run_id, PHASE, "rollback", "absent", dry_run)
+                undone = rollback.undo_gateways(cur, lambda sql, params=None: target.execute(sql, params).rowcount)
+                counts["restored"], counts["deleted"] = undone["gateways_restored"], undone["gateways"]
+                gone = (found["inserted"] - found["inserted_present"], found["updated"] - found["updated_present"])
+                counts["missing"] = sum(gone)
+                if gone[0]:
+                    warnings.append(f"{gone[0]} gateway row(s) phase 1 inserted were already deleted")
+                if gone[1]:
+                    warnings.append(f"{gone[1]} gateway row(s) phase 1 updated no longer exist; nothing to restore")
+                ledger.finish(cur, run_id, "succeeded", counts, {})
         after_count = target.scalar(SQL_COUNT)
         if dry_run:
             target_conn.rollback()
@@ -952,21 +920,3 @@ def remove_gateways(target_params, dry_run=False, connect=None):
             _close(target_conn)
         elif target_conn is not None:
             target_conn.close()
-
-
-def _restore(target, columns, row_id, before):
-    """Put a before-image back: every column it holds (except id) that the table still has."""
-    image = json.loads(before)
-    cols = [c for c in columns if c != "id" and c in image and _IDENT.match(c)]
-    if not cols:
-        return bool(target.one(SQL_ROW_EXISTS, (row_id,)))
-    listed = ", ".join(cols)
-    sql = (f"UPDATE gateways AS g SET ({listed}) = "
-           f"(SELECT {', '.join('r.' + c for c in cols)} "
-           f"FROM jsonb_populate_record(NULL::gateways, %s::jsonb) AS r) "
-           f"WHERE g.id = %s::uuid")
-    cur = target.execute(sql, (before, row_id))
-    try:
-        return cur.rowcount > 0
-    finally:
-        cur.close()

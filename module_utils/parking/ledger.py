@@ -11,8 +11,16 @@ row_state     per V6 row the tool keeps in step with V5 (device link, space stat
               applies a V5 change only when V6 still holds what the tool wrote (V6's edits win)
 decisions     per run, what an operator must see: rows skipped and why, devices placed by rule
               or left unplaced, V6 names kept, conflicts where V6 won
+backups       phase 4: one row per verified dump (database, path, sha256, fingerprint, retention)
+decommission  phase 4: one row per state change (done -> rolled_back), containers removed
+cutover_state phase 3: started, switched, webhook_original (the ChirpStack URLs it replaced)
+ledger_version  the versions below that were applied
 
-Every run holds a transaction-level advisory lock on the target, so two runs never overlap.
+All the ledger's DDL is here, as numbered versions (`VERSIONS`): `ensure` applies the ones the
+target lacks. A released version is never edited; a change is a new version appended.
+
+Every run that writes holds a transaction-level advisory lock on the target, taken before
+anything is created (`begin`), so two runs never overlap, not even on the ledger's creation.
 """
 import json
 import uuid
@@ -25,8 +33,7 @@ SCHEMA = "parking_migrate"
 ORDINAL = "((extract(epoch FROM clock_timestamp()) * 1000000)::bigint)"
 LOCK_KEY_SQL = "hashtext('parking-migrate')"
 
-DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+_V1 = f"""
 CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
     run_id      uuid PRIMARY KEY,
     phase       text NOT NULL,
@@ -94,11 +101,84 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.objects (
     name     text NOT NULL,
     undo_sql text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS {SCHEMA}.backups (
+    id              bigserial PRIMARY KEY,
+    db              text NOT NULL,
+    path            text NOT NULL,
+    sha256          text NOT NULL UNIQUE,
+    size_bytes      bigint NOT NULL,
+    tables          integer NOT NULL,
+    rows            bigint NOT NULL,
+    fingerprint     text NOT NULL,
+    table_checksums jsonb NOT NULL,
+    verified_at     timestamptz NOT NULL DEFAULT now(),
+    retention_until date NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.decommission (
+    id              bigserial PRIMARY KEY,
+    status          text NOT NULL CHECK (status IN ('done', 'rolled_back')),
+    databases       text[] NOT NULL,
+    backup_ids      bigint[] NOT NULL,
+    containers      text[] NOT NULL,
+    containers_file text,
+    at              timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.cutover_state (
+    key        text PRIMARY KEY,
+    value      jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+# Gateway imports are recorded like every other row phase 1 writes: an inserted gateway in id_map
+# (entity 'gateways', keyed <gateway id>:<row id>, as V6 may hold a gateway once per tenant), an
+# updated one's before-image in before_images. Ledgers written before this version kept them in a
+# table of their own.
+_V2 = f"""
+DO $$
+BEGIN
+  IF to_regclass('{SCHEMA}.gateway_import_ledger') IS NOT NULL THEN
+    INSERT INTO {SCHEMA}.id_map (entity, v5_id, v6_id, action, run_id)
+    SELECT 'gateways', upper(gateway_id) || ':' || gateway_row_id, gateway_row_id, 'inserted', run_id
+    FROM {SCHEMA}.gateway_import_ledger WHERE action = 'inserted'
+    ON CONFLICT (entity, v5_id) DO NOTHING;
+    INSERT INTO {SCHEMA}.before_images (run_id, tbl, row_id, before)
+    SELECT run_id, 'gateways', gateway_row_id::text, before
+    FROM {SCHEMA}.gateway_import_ledger WHERE action = 'updated' ORDER BY imported_at;
+    DROP TABLE {SCHEMA}.gateway_import_ledger;
+  END IF;
+END $$;
+"""
+
+VERSIONS = (_V1, _V2)
+_VERSION_TABLE = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.ledger_version (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
 """
 
 
 def ensure(cur):
-    cur.execute(DDL)
+    """Bring the ledger to the current version; the caller holds the lock (`begin`).
+    Returns the versions applied (empty when the ledger was current)."""
+    cur.execute(_VERSION_TABLE)
+    cur.execute(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.ledger_version")
+    current = cur.fetchone()[0]
+    applied = []
+    for number, ddl in enumerate(VERSIONS, start=1):
+        if number > current:
+            cur.execute(ddl)
+            cur.execute(f"INSERT INTO {SCHEMA}.ledger_version (version) VALUES (%s)", (number,))
+            applied.append(number)
+    return applied
+
+
+def begin(cur):
+    """What every writing run does first: the lock, then the ledger (created or brought up to date)."""
+    lock(cur)
+    return ensure(cur)
 
 
 def lock(cur):
@@ -155,3 +235,44 @@ def last_watermarks(cur, phase):
 def exists(cur):
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.runs",))
     return cur.fetchone()[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Phase 3's state (cutover_state): read by anyone, written under the lock
+# --------------------------------------------------------------------------------------------
+
+CUTOVER_KEYS = ("started", "switched", "webhook_original")
+
+
+def cutover_state(cur):
+    """{key: value} of the cutover's recorded state; {} when nothing (or no ledger) is recorded."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.cutover_state",))
+    if not cur.fetchone()[0]:
+        return {}
+    cur.execute(f"SELECT key, value FROM {SCHEMA}.cutover_state ORDER BY key")
+    return {key: value for key, value in cur.fetchall()}
+
+
+def record_cutover(cur, key, value=None, replace=False):
+    """Record `key` (value: JSON-safe data; default {"at": the transaction's time}). The first
+    record is kept unless replace: a retried cutover keeps its first start. True if written."""
+    begin(cur)
+    payload = json.dumps(value, default=str) if value is not None else None
+    conflict = "DO UPDATE SET value = EXCLUDED.value, updated_at = now() " \
+               f"WHERE {SCHEMA}.cutover_state.value IS DISTINCT FROM EXCLUDED.value" if replace else "DO NOTHING"
+    cur.execute(f"INSERT INTO {SCHEMA}.cutover_state (key, value) "
+                f"VALUES (%s, coalesce(%s::jsonb, jsonb_build_object('at', now()))) ON CONFLICT (key) {conflict}",
+                (key, payload))
+    return cur.rowcount > 0
+
+
+def clear_cutover(cur, keys=None):
+    """Remove the given keys (all when None); returns how many were recorded."""
+    if not cutover_state(cur):
+        return 0
+    begin(cur)
+    if keys is None:
+        cur.execute(f"DELETE FROM {SCHEMA}.cutover_state")
+    else:
+        cur.execute(f"DELETE FROM {SCHEMA}.cutover_state WHERE key = ANY(%s)", (list(keys),))
+    return cur.rowcount

@@ -64,6 +64,7 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     def inserted(table):
         return f"SELECT v6_id::uuid FROM {L}.id_map WHERE entity = '{table}' AND action = 'inserted'"
 
+    counts.update(undo_gateways(cur, ex))
     counts["sensor_readings"] = ex("DELETE FROM sensor_readings WHERE raw_payload LIKE %s", (READING_MARKER_LIKE,))
     counts["state_changes"] = ex(f"""DELETE FROM state_changes WHERE id IN (SELECT v6_id::bigint FROM {L}.id_map
                                      WHERE entity = 'state_changes' AND action = 'inserted')""")
@@ -77,12 +78,7 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     ex("SET LOCAL session_replication_role = replica")
     restored = 0
     for tbl in ("spaces", "sensor_devices", "display_devices", "reservations"):  # updated in place
-        restored += ex(f"""
-            UPDATE {tbl} t SET ({cols(cur, tbl)}) = (SELECT {cols(cur, tbl, 'r.')}
-                FROM jsonb_populate_record(NULL::{tbl}, b.before) r)
-            FROM (SELECT DISTINCT ON (row_id) row_id, before FROM {L}.before_images WHERE tbl = %s
-                  ORDER BY row_id, seq) b
-            WHERE t.id::text = b.row_id""", (tbl,))
+        restored += restore_images(cur, ex, tbl)
     ex("SET LOCAL session_replication_role = origin")
     # orphan rows V6 recorded while it served (every display frame, unknown EUIs): rollback-3 has
     # copied them to V5 (displays excepted: V5 knows its displays); V6 goes back to its state
@@ -117,6 +113,58 @@ def rollback(tgt_conn, run_id, phase="phase1"):
     ledger.finish(cur, run_id, "succeeded", counts, {})
     return {"changed": changed, "counts": counts, "executed_queries": queries, "run_id": run_id,
             "seconds": round(time.time() - t0, 3)}
+
+
+def restore_images(cur, ex, tbl, entity=None):
+    """Put back, as they were, the rows of `tbl` the tool updated (the oldest before-image of each
+    row); rows it inserted itself (id_map `entity`) are skipped, they are deleted instead."""
+    skip = ""
+    params = [tbl]
+    if entity:
+        skip = f" AND row_id NOT IN (SELECT v6_id FROM {L}.id_map WHERE entity = %s AND action = 'inserted')"
+        params.append(entity)
+    return ex(f"""
+        UPDATE {tbl} t SET ({cols(cur, tbl)}) = (SELECT {cols(cur, tbl, 'r.')}
+            FROM jsonb_populate_record(NULL::{tbl}, b.before) r)
+        FROM (SELECT DISTINCT ON (row_id) row_id, before FROM {L}.before_images WHERE tbl = %s{skip}
+              ORDER BY row_id, seq) b
+        WHERE t.id::text = b.row_id""", tuple(params))
+
+
+GATEWAYS = "gateways"
+
+
+def undo_gateways(cur, ex):
+    """The gateways phase 1 imported (chirpstack_gateway_import): rows it updated restored, rows it
+    inserted deleted, their ledger entries cleared. The same path as every other entity."""
+    counts = {"gateways_restored": restore_images(cur, ex, GATEWAYS, GATEWAYS),
+              "gateways": ex(f"""DELETE FROM {GATEWAYS} WHERE id IN (SELECT v6_id::uuid FROM {L}.id_map
+                                 WHERE entity = %s AND action = 'inserted')""", (GATEWAYS,))}
+    ex(f"DELETE FROM {L}.id_map WHERE entity = %s", (GATEWAYS,))
+    ex(f"DELETE FROM {L}.before_images WHERE tbl = %s", (GATEWAYS,))
+    ex(f"UPDATE {L}.runs SET status = 'rolled_back' WHERE phase = %s AND status = 'succeeded' AND state = 'present'",
+       (GATEWAYS,))
+    return counts
+
+
+def gateway_records(cur):
+    """What the ledger holds about imported gateways: (run ids oldest first, inserted rows, updated rows)."""
+    cur.execute(f"""SELECT r.run_id::text FROM (SELECT run_id FROM {L}.id_map WHERE entity = %s
+                                                 UNION SELECT run_id FROM {L}.before_images WHERE tbl = %s) r
+                    LEFT JOIN {L}.runs USING (run_id) ORDER BY runs.started_at NULLS FIRST, r.run_id""",
+                (GATEWAYS, GATEWAYS))
+    runs = [r[0] for r in cur.fetchall()]
+    cur.execute(f"SELECT count(*) FILTER (WHERE g.id IS NOT NULL), count(*) FROM {L}.id_map m "
+                f"LEFT JOIN {GATEWAYS} g ON g.id::text = m.v6_id WHERE m.entity = %s AND m.action = 'inserted'",
+                (GATEWAYS,))
+    inserted_present, inserted = cur.fetchone()
+    cur.execute(f"SELECT count(DISTINCT b.row_id) FILTER (WHERE g.id IS NOT NULL), count(DISTINCT b.row_id) "
+                f"FROM {L}.before_images b LEFT JOIN {GATEWAYS} g ON g.id::text = b.row_id WHERE b.tbl = %s "
+                f"AND b.row_id NOT IN (SELECT v6_id FROM {L}.id_map WHERE entity = %s AND action = 'inserted')",
+                (GATEWAYS, GATEWAYS))
+    updated_present, updated = cur.fetchone()
+    return runs, {"inserted": inserted, "inserted_present": inserted_present,
+                  "updated": updated, "updated_present": updated_present}
 
 
 def refuse_while_v6_serves(cur):

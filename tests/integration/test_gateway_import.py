@@ -36,7 +36,10 @@ BROKEN = "00800000a000"          # 6 bytes: added by the test, must be rejected
 
 CHECKSUM = ("SELECT count(*), md5(coalesce(string_agg(g::text, E'\\n' ORDER BY g.id), '')) "
             "FROM gateways g")
-LEDGER = "SELECT to_regclass('parking_migrate.gateway_import_ledger') IS NOT NULL"
+LEDGER = "SELECT to_regclass('parking_migrate.runs') IS NOT NULL"
+# the ledger's records of imported gateways (the same tables as every row phase 1 writes)
+RECORDS = ("SELECT 'inserted', count(*) FROM parking_migrate.id_map WHERE entity = 'gateways' "
+           "UNION ALL SELECT 'updated', count(*) FROM parking_migrate.before_images WHERE tbl = 'gateways'")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -267,7 +270,7 @@ def test_lock_busy(unchanged):
     finally:
         holder.close()
     assert result["failed"]
-    assert "another parking-migrate run holds the advisory lock" in result["msg"]
+    assert "another parking-migrate run holds the migration lock" in result["msg"]
     assert result["phase"] == "lock"
 
 
@@ -342,9 +345,9 @@ def test_real_run_imports_every_valid_gateway(gwlab):
     # the V6-native copy of the Acme gateway in another tenant is left alone
     assert rows(V6_DB, "SELECT name FROM gateways WHERE tenant_id = %s",
                 (gwlab["city-parking"],)) == [("City copy of the Acme gateway",)]
-    ledger = rows(V6_DB, "SELECT action, count(*) FROM parking_migrate.gateway_import_ledger "
-                         "GROUP BY action ORDER BY action")
-    assert ledger == [("inserted", 4), ("updated", 1)]
+    assert rows(V6_DB, RECORDS) == [("inserted", 4), ("updated", 1)]
+    assert rows(V6_DB, "SELECT phase, mode, status FROM parking_migrate.runs WHERE run_id = %s",
+                (result["run_id"],)) == [("gateways", "import", "succeeded")]
 
 
 def test_rerun_is_unchanged(gwlab):
@@ -372,19 +375,21 @@ def test_changed_tenant_map_moves_rows_instead_of_duplicating(gwlab):
 
 
 def test_absent_restores_pre_import_checksum(gwlab):
+    # the bench gateway V6 had is restored; the 4 rows phase 1 inserted (2 of them re-homed by the
+    # second run) are deleted
     check = run_module({"target": conn_args(V6_DB), "state": "absent"}, check=True)
     assert check["changed"] is True
-    assert check["counts"] == {"deleted": 4, "restored": 3, "missing": 0}
+    assert check["counts"] == {"deleted": 4, "restored": 1, "missing": 0}
     assert checksum() != gwlab["pre_checksum"]
 
     result = run_module({"target": conn_args(V6_DB), "state": "absent"}, diff=True)
     assert not result.get("failed"), result.get("msg")
     assert result["changed"] is True
-    assert result["counts"] == {"deleted": 4, "restored": 3, "missing": 0}
+    assert result["counts"] == {"deleted": 4, "restored": 1, "missing": 0}
     assert len(result["rolled_back_runs"]) == 2
     assert result["diff"] == {"before": {"gateways": 6}, "after": {"gateways": 2}}
     assert checksum() == gwlab["pre_checksum"]
-    assert scalar(V6_DB, "SELECT count(*) FROM parking_migrate.gateway_import_ledger") == 0
+    assert rows(V6_DB, RECORDS) == [("inserted", 0), ("updated", 0)]
 
     again = run_module({"target": conn_args(V6_DB), "state": "absent"})
     assert again["changed"] is False

@@ -221,7 +221,6 @@ def test_a_decommission_recorded_in_the_ledger_ends_phase1_with_the_owner_login(
     from parking import backup
     conn = U.connect(v6)
     with conn.cursor() as cur:
-        backup.ensure(cur)
         backup.set_state(cur, "done", [V5, PLATFORM_DB], [], [], None)
     conn.commit()
     conn.close()
