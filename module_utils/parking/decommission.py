@@ -3,7 +3,7 @@ records in the V6 ledger (the decommission's state machine), and the facts every
 
 Plain Python, no Ansible. ``run`` opens the connections and owns the one ledger transaction
 (rolled back in check mode or on any error); ``apply_state`` is the state machine and
-``report`` the facts. Both reach the ledger only through ``ledger`` (module backup.py unless a
+``report`` the facts. Both reach the ledger only through ``records`` (module backup.py unless a
 test passes a fake) and fingerprint a database only through ``fingerprint``, so every transition
 and every refusal is unit-tested without a database (tests/unit/test_decommission_unit.py).
 
@@ -65,11 +65,11 @@ def public(backups):
     return {db: {k: v for k, v in rec.items() if k != "table_checksums"} for db, rec in backups.items()}
 
 
-def apply_state(cur, p, present, fingerprint=fingerprint_of, ledger=backup):
+def apply_state(cur, p, present, fingerprint=fingerprint_of, records=backup):
     """Check, then record, what p["state"] asks (the module's parameters).
 
     present: which databases exist as the O(server) login sees them, None without O(server).
-    fingerprint(server, db): a database's fingerprint; ledger: backup.py's ledger functions.
+    fingerprint(server, db): a database's fingerprint; records: backup.py's ledger functions.
     Returns (changed, verified, present): verified is the restored copy's totals for
     backup_verified (else None); present is what the result reports as ``databases``
     (unchanged_since_backup re-reads it through the ledger's own login).
@@ -80,7 +80,7 @@ def apply_state(cur, p, present, fingerprint=fingerprint_of, ledger=backup):
     if state == "backup_verified" and p["backup"]["compare_with"] == "recorded":
         b = p["backup"]
         sha = backup.sha256_file(b["path"])
-        rec = ledger.recorded_backup(cur, sha)
+        rec = records.recorded_backup(cur, sha)
         if not rec or rec["db"] != b["db"]:
             raise backup.BackupMismatch(f"{b['path']} (sha256 {sha}) is not a verified backup of {b['db']} "
                                         "recorded in the V6 ledger", [])
@@ -98,11 +98,11 @@ def apply_state(cur, p, present, fingerprint=fingerprint_of, ledger=backup):
                              "nothing was recorded or removed; stop the writers and run phase 4 again.")
         sha = backup.sha256_file(b["path"])
         size = os.path.getsize(b["path"])
-        changed = ledger.record_backup(cur, b["db"], b["path"], sha, size, live, p["retention_days"])
+        changed = records.record_backup(cur, b["db"], b["path"], sha, size, live, p["retention_days"])
         verified = dict(backup.summary(live), db=b["db"], sha256=sha, size_bytes=size)
     elif state == "unchanged_since_backup":
-        recorded = ledger.latest_backups(cur, p["databases"])
-        present = ledger.existing_databases(cur, p["databases"])
+        recorded = records.latest_backups(cur, p["databases"])
+        present = records.existing_databases(cur, p["databases"])
         for db in p["databases"]:
             if not present[db]:
                 continue
@@ -114,43 +114,43 @@ def apply_state(cur, p, present, fingerprint=fingerprint_of, ledger=backup):
                                  "Something still writes to it: nothing was dropped. Find the writer "
                                  "(pg_stat_activity), stop it and run phase 4 again for a new backup.")
     elif state == "done":
-        recorded = ledger.latest_backups(cur, p["databases"])
+        recorded = records.latest_backups(cur, p["databases"])
         missing = [db for db in p["databases"] if db not in recorded]
         if missing:
             raise backup.BackupMismatch(f"no verified backup of {', '.join(missing)} in the ledger: "
                                         "refusing to record the decommission", [])
-        changed = ledger.set_state(cur, "done", p["databases"], [recorded[db]["id"] for db in p["databases"]],
+        changed = records.set_state(cur, "done", p["databases"], [recorded[db]["id"] for db in p["databases"]],
                                    p["containers"], p["containers_file"])
     elif state == "restored":
-        current = ledger.latest_state(cur)
+        current = records.latest_state(cur)
         if not current:
             raise ParkingError("no decommission recorded in the V6 ledger: there is nothing to restore")
-        used = ledger.backups_by_id(cur, current["backup_ids"])
+        used = records.backups_by_id(cur, current["backup_ids"])
         for db in current["databases"]:
             backup.require_equal(used[db]["table_checksums"], fingerprint(p["server"], db),
                                  f"{db} as restored from {used[db]['path']}", "backup", "restored",
                                  "The restore is incomplete: V5 was not started; restore the file again.")
-        changed = ledger.set_state(cur, "rolled_back", current["databases"], current["backup_ids"],
+        changed = records.set_state(cur, "rolled_back", current["databases"], current["backup_ids"],
                                    current["containers"], current["containers_file"])
     return changed, verified, present
 
 
-def report(cur, p, present, ledger=backup):
+def report(cur, p, present, records=backup):
     """What every run returns: the latest decommission state and record, which databases exist
     (present when the server was asked, else through the ledger's login), whether phase 3
     switched routing, the newest verified backups and those the latest decommission used."""
-    record = ledger.latest_state(cur)
+    record = records.latest_state(cur)
     return dict(
         status=record["status"] if record else "none",
         record=record or {},
-        databases=present if present is not None else ledger.existing_databases(cur, p["databases"]),
-        cutover_switched=ledger.cutover_switched(cur),
-        backups=public(ledger.latest_backups(cur, p["databases"])),
-        used_backups=public(ledger.backups_by_id(cur, record["backup_ids"])) if record else {},
+        databases=present if present is not None else records.existing_databases(cur, p["databases"]),
+        cutover_switched=records.cutover_switched(cur),
+        backups=public(records.latest_backups(cur, p["databases"])),
+        used_backups=public(records.backups_by_id(cur, record["backup_ids"])) if record else {},
     )
 
 
-def run(p, check_mode, ledger=backup):
+def run(p, check_mode, records=backup):
     """Returns (changed, result); writes to the ledger in one transaction, rolled back in check mode.
 
     With p["backup_dir"], result also holds backup_space and server_version_num (the server's
@@ -160,14 +160,14 @@ def run(p, check_mode, ledger=backup):
         with conn.cursor() as cur:
             # state=info needs no superuser; a given one is used, so a login that fails is an error
             present = server_databases(p["server"], p["databases"]) if p["server"] else None
-            changed, verified, present = apply_state(cur, p, present, fingerprint_of, ledger)
+            changed, verified, present = apply_state(cur, p, present, fingerprint_of, records)
             result = {"verified": verified}
             if p["backup_dir"] is not None:
                 result["backup_space"] = backup_space(
-                    cur, present if present is not None else ledger.existing_databases(cur, p["databases"]),
+                    cur, present if present is not None else records.existing_databases(cur, p["databases"]),
                     p["backup_dir"], p["backup_factor"])
                 result["server_version_num"] = conn.server_version
-            result.update(report(cur, p, present, ledger))
+            result.update(report(cur, p, present, records))
         if check_mode:
             conn.rollback()
         else:
