@@ -3,7 +3,6 @@ uplinks, is idempotent, and `--tags down` removes exactly what it made."""
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -90,8 +89,7 @@ def test_simulator_uplinks_land_in_parking_v5(lab, lab_db):
     v5 = lab_db("parking_v5")
     before = scalar(v5, "SELECT count(*) FROM sensor_readings")
     sim("/sim/control", {"running": True, "reset_totals": True})
-    time.sleep(10)
-    stats = sim("/sim/stats")
+    stats = wait_for(lambda: (lambda s: s if s["sent"] >= 100 else None)(sim("/sim/stats")), timeout=60)
     after = scalar(v5, "SELECT count(*) FROM sensor_readings")
     assert stats["sent"] >= 100, stats
     assert stats["conn_errors"] == 0 and stats["other_status"] == 0, stats

@@ -14,6 +14,7 @@ import pytest
 
 import p1util as U
 from labdb import ROOT, query, scalar
+from labutil import wait_for
 
 SUFFIX = "_p1"
 V5 = f"parking_v5{SUFFIX}"
@@ -150,7 +151,9 @@ def test_sigkill_at_a_random_point_then_rerun_gives_identical_result():
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            time.sleep(0.5)  # the server notices the dead client and rolls its transaction back
+            # the server notices the dead client and rolls its transaction back
+            wait_for(lambda: not U.rows("postgres", "SELECT 1 FROM pg_stat_activity WHERE datname = %s", (victim,)),
+                     timeout=30, interval=0.1)
             if U.checksums(victim, ["updated_at"]) == complete:
                 # it had committed before the kill (maybe still exiting): a complete run, not a
                 # half one; start again from a pristine copy

@@ -7,13 +7,13 @@ on top of the lab seed: an ended and an open 'confirmed' booking, an anonymous b
 with two memberships created at the same instant, an inactive new tenant, old readings.
 """
 import datetime as dt
-import time
 
 import psycopg2
 import pytest
 
 import p1util as U
 from labdb import lab_pg_params, query, scalar
+from labutil import wait_for
 
 SUFFIX = "_p1"
 V5 = "parking_v5_p1_rules"
@@ -144,7 +144,8 @@ def test_delta_closes_a_reservation_that_ended_since(source):
         U.run_engine(v5db, v6db, allow_rejects=True)
         c6 = U.connect(v6db, autocommit=True)
         assert scalar(c6, "SELECT status FROM reservations WHERE id = %s", (rid,)) == "active"
-        time.sleep(2.5)
+        wait_for(lambda: scalar(c6, "SELECT end_time < now() FROM reservations WHERE id = %s", (rid,)),
+                 timeout=30, interval=0.2)                      # its window has ended
         delta = U.run_engine(v5db, v6db, mode="delta", allow_rejects=True)
         assert delta["counts"]["reservations"]["ended_closed"] >= 1
         assert scalar(c6, "SELECT status FROM reservations WHERE id = %s", (rid,)) == "completed"

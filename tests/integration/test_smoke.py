@@ -2,7 +2,8 @@
 `ansible localhost -m parking_smoke`).
 
 The lab serves V5 on the `api` host; V6 answers on `api-v6` once phase 2 ran. The V5 tests run
-when `api` answers 5.x, the V6 test when `api-v6` answers 6.x. The login is found in the
+when `api` answers 5.x; the V6 test runs phases 1 and 2 first when an earlier test left V6 out
+(never skipped: CI must exercise it), and rolls back what it deployed. The login is found in the
 database as the API would pick it: a user whose primary tenant holds the probe sensor.
 """
 import json
@@ -14,7 +15,7 @@ import pytest
 
 import labutil as L
 import p1util as U
-from labdb import ROOT, lab_pg_params
+from labdb import ROOT, lab_pg_params, run_playbook
 
 PROBE = "58A0CB00001196F3"
 PASSWORD = "lab-password"                         # every seeded lab user's password
@@ -183,15 +184,32 @@ def test_untrusted_certificate_fails_the_checks(v5_api):
     assert "TLS certificate of api." in res["msg"] and "not trusted" in res["msg"]
 
 
-@pytest.fixture(scope="module")
-def v6_user():
-    """A V6 user whose login picks the probe device's tenant (V6: the newest active membership)."""
-    if served("api-v6") != "v6":
-        pytest.skip("V6 is not deployed in the lab (phase 2 has not run)")
-    device = U.rows("parking_v6", "SELECT tenant_id::text FROM sensor_devices WHERE dev_eui = %s"
+def probe_device():
+    return U.rows("parking_v6", "SELECT tenant_id::text FROM sensor_devices WHERE dev_eui = %s"
                                 " AND assigned_space_id IS NOT NULL", (PROBE,))
-    if not device:
-        pytest.skip("the probe sensor is not migrated/assigned in V6 yet (phase 1 has not run)")
+
+
+@pytest.fixture(scope="module")
+def v6_deployed():
+    """V6 migrated and deployed on api-v6 (phases 1 and 2, run here when an earlier test left the
+    lab without them); what this fixture deployed is rolled back afterwards (rollback-2)."""
+    deployed = False
+    if not probe_device():
+        run_playbook("playbooks/01-migrate-data.yml")
+    if served("api-v6") != "v6":
+        run_playbook("playbooks/02-deploy-v6.yml")
+        deployed = True
+    assert served("api-v6") == "v6", "phase 2 passed but api-v6 does not answer 6.x"
+    yield
+    if deployed:
+        run_playbook("playbooks/rollback.yml", "--tags", "rollback-2")
+
+
+@pytest.fixture(scope="module")
+def v6_user(v6_deployed):
+    """A V6 user whose login picks the probe device's tenant (V6: the newest active membership)."""
+    device = probe_device()
+    assert device, "phase 1 passed but the probe sensor is not assigned in V6"
     memberships = U.rows("parking_v6", """
         SELECT u.email, m.tenant_id::text, t.type, m.created_at
           FROM users u JOIN user_memberships m ON m.user_id = u.id JOIN tenants t ON t.id = m.tenant_id
@@ -205,7 +223,7 @@ def v6_user():
         chosen = max(ms)
         if chosen[1] == device[0][0]:
             return {"email": email, "tenant_id": chosen[1]}
-    pytest.skip("no plain V6 user lands in the probe's tenant")
+    pytest.fail("no plain V6 user lands in the probe's tenant: the lab seed must give one")
 
 
 def test_v6_on_its_own_host_every_check_passes(v6_user):
