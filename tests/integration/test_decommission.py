@@ -4,9 +4,11 @@ containers standing in for V5's, so the lab's own V5 stays whole for the other t
 
 What must hold: no confirmation (or the wrong host), routing still on V5 or V6 unhealthy ->
 refused, nothing changed. With it: dumps restored into scratch databases and compared before
-anything goes; containers saved then removed; databases dropped; a re-run changes nothing.
-rollback-4 refuses a tampered backup file, then restores both databases to exactly what was
-verified and recreates the containers as they were. A live database that changed after its
+anything goes; containers saved then stopped (restart policy no, kept until the backups'
+retention ends); databases dropped; a re-run changes nothing. rollback-4 refuses a tampered backup
+file, then restores both databases to exactly what was verified and starts the same containers
+again (full inspect equal). After the retention, phase 4 removes the stopped containers and
+rollback-4 recreates them from their saved definitions. A live database that changed after its
 backup is never dropped; a restored copy that differs is never recorded.
 """
 import json
@@ -45,6 +47,12 @@ def start_container(name, labels=None, healthy=True):
 
 def health(name):
     out = docker("inspect", "-f", "{{.State.Health.Status}}", name, check=False)
+    return out.stdout.strip() if out.returncode == 0 else "missing"
+
+
+def run_state(name):
+    """'<status> <restart policy>' of a container, or 'missing'."""
+    out = docker("inspect", "-f", "{{.State.Status}} {{.HostConfig.RestartPolicy.Name}}", name, check=False)
     return out.stdout.strip() if out.returncode == 0 else "missing"
 
 
@@ -236,7 +244,7 @@ def test_decommission_then_rollback4(scratch):
     proc, seconds = phase4(scratch, "-e", "confirm_decommission=lab-host")
     assert recap(proc.stdout)["failed"] == 0
     assert not any(_exists(db) for db in DBS)
-    assert all(health(n) == "missing" for n in V5_CONTAINERS)
+    assert all(run_state(n) == "exited no" for n in V5_CONTAINERS), {n: run_state(n) for n in V5_CONTAINERS}
     rows = ledger_sql("SELECT db, path, sha256, retention_until - current_date FROM parking_migrate.backups ORDER BY db")
     assert [r[0] for r in rows] == sorted(DBS) and all(r[3] == 90 for r in rows)
     for db, path, sha, _ in rows:
@@ -269,16 +277,35 @@ def test_decommission_then_rollback4(scratch):
     assert {db: U.fingerprint(db) for db in DBS} == scratch["before"]
     wait_healthy([V5_CONTAINERS[0]])
     for n in V5_CONTAINERS:
+        # the same container, as it was: everything but its run state
         now = json.loads(docker("inspect", n).stdout)[0]
         was = scratch["inspect"][n]
+        for key in ("Id", "Name", "Image", "Config", "HostConfig", "Mounts", "Args", "Path"):
+            assert now[key] == was[key], (n, key)
+        assert now["NetworkSettings"]["Networks"].keys() == was["NetworkSettings"]["Networks"].keys()
+    assert ledger_sql("SELECT status FROM parking_migrate.decommission ORDER BY id DESC LIMIT 1")[0][0] == "rolled_back"
+    again, _ = run_playbook("playbooks/rollback-4.yml", "-e", scratch["vars"])
+    assert recap(again.stdout)["changed"] == 0
+
+
+def test_after_the_retention_phase4_removes_the_containers_and_rollback4_recreates_them(scratch):
+    phase4(scratch, "-e", "confirm_decommission=lab-host")
+    ledger_sql("UPDATE parking_migrate.backups SET retention_until = current_date - 1")
+    proc, _ = phase4(scratch, "-e", "confirm_decommission=lab-host")
+    assert recap(proc.stdout)["changed"] > 0
+    assert all(run_state(n) == "missing" for n in V5_CONTAINERS)
+    run_playbook("playbooks/rollback-4.yml", "-e", scratch["vars"])
+    wait_healthy([V5_CONTAINERS[0]])
+    for n in V5_CONTAINERS:
+        now = json.loads(docker("inspect", n).stdout)[0]
+        was = scratch["inspect"][n]
+        assert now["Id"] != was["Id"]                   # recreated from the saved definition
         assert now["Config"]["Labels"] == was["Config"]["Labels"]
         assert now["Config"]["Env"] == was["Config"]["Env"]
         assert now["Config"]["Cmd"] == was["Config"]["Cmd"]
         assert now["HostConfig"]["PortBindings"] == was["HostConfig"]["PortBindings"]
         assert now["HostConfig"]["RestartPolicy"] == was["HostConfig"]["RestartPolicy"]
-    assert ledger_sql("SELECT status FROM parking_migrate.decommission ORDER BY id DESC LIMIT 1")[0][0] == "rolled_back"
-    again, _ = run_playbook("playbooks/rollback-4.yml", "-e", scratch["vars"])
-    assert recap(again.stdout)["changed"] == 0
+    assert {db: U.fingerprint(db) for db in DBS} == scratch["before"]
 
 
 def U_sha256(path):
