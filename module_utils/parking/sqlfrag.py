@@ -29,6 +29,16 @@ def space_state(col):
     return mapping.sql_case(f"upper({col})", mapping.SPACE_STATE, mapping.SPACE_STATE_DEFAULT)
 
 
+def occupied(col):
+    """mapping.occupied in SQL: a V5 occupancy_state (any case) -> V6 occupied, NULL when unknown."""
+    return mapping.sql_case(f"upper({col})", mapping.OCCUPANCY, None)
+
+
+def v5_occupancy_state(col):
+    """mapping.v5_occupancy_state in SQL (rollback-3): a V6 occupied boolean -> V5 occupancy_state."""
+    return mapping.sql_case(col, mapping.OCCUPANCY_V5, None)
+
+
 def reservation_status(col, end_col=None, now="%(now)s"):
     """mapping.reservation_status in SQL; with end_col, an ended window (end <= now) is never active."""
     base = mapping.sql_case(f"lower({col})", mapping.RESERVATION_STATUS, mapping.RESERVATION_STATUS_DEFAULT)
