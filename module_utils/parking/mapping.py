@@ -3,6 +3,8 @@
 Each rule is data (a dict) with a Python function for unit tests and reports, and a
 SQL rendering (`sql_case`) the engine uses set-based on staging tables. Both come
 from the same dict, so the migration and the verification gate cannot drift apart.
+The rules sqlfrag.py writes in SQL by hand (slug, device state, history cutoff, EUI, ids)
+are run on PostgreSQL against these functions by tests/integration/test_mapping_sql.py.
 """
 import datetime as dt
 import hashlib

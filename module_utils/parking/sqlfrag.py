@@ -1,4 +1,8 @@
-"""SQL fragments shared by the migration and the verification gate (defined once)."""
+"""SQL fragments shared by the migration and the verification gate (defined once).
+
+A fragment with a Python twin in mapping.py or eui.py computes the same value on every input:
+tests/integration/test_mapping_sql.py runs each one on PostgreSQL against its twin (add a new
+fragment there, or to its NO_TWIN list)."""
 from . import mapping
 from .eui import sql_normalize
 
