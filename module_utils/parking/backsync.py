@@ -14,7 +14,7 @@ second run writes nothing.
 import time
 
 from . import mapping, pgcopy
-from .sqlfrag import LEDGER as L, READING_MARKER_LIKE
+from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, v5_occupancy_state
 
 # V6 reservation status -> V5 (V5's CHECK allows both vocabularies; use V5's current one)
 RESERVATION_STATUS_V5 = {"active": "confirmed", "cancelled": "cancelled", "completed": "expired",
@@ -111,10 +111,9 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
         WHERE {state} IS NOT NULL AND sp.state IS DISTINCT FROM {state}""")
 
     # 2. write V5: new rows first (they lock nothing V5's handlers update) ...
-    s.count("sensor_readings", "inserted", s.execute("""
+    s.count("sensor_readings", "inserted", s.execute(f"""
         INSERT INTO sensor_readings (device_eui, space_id, occupancy_state, rssi, snr, "timestamp", fcnt)
-        SELECT r.dev_eui, rs.space_id,
-               CASE WHEN r.occupied THEN 'OCCUPIED' WHEN NOT r.occupied THEN 'FREE' END,
+        SELECT r.dev_eui, rs.space_id, {v5_occupancy_state("r.occupied")},
                round(r.rssi)::integer, r.snr, r.received_at AT TIME ZONE 'UTC', r.fcnt
         FROM bs_readings r LEFT JOIN bs_reading_spaces rs ON rs.dev_eui = r.dev_eui
         ON CONFLICT (tenant_id, device_eui, fcnt) WHERE fcnt IS NOT NULL DO NOTHING"""))

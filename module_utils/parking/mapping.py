@@ -3,6 +3,8 @@
 Each rule is data (a dict) with a Python function for unit tests and reports, and a
 SQL rendering (`sql_case`) the engine uses set-based on staging tables. Both come
 from the same dict, so the migration and the verification gate cannot drift apart.
+The rules sqlfrag.py writes in SQL by hand (slug, device state, history cutoff, EUI, ids)
+are run on PostgreSQL against these functions by tests/integration/test_mapping_sql.py.
 """
 import datetime as dt
 import hashlib
@@ -14,6 +16,11 @@ PLATFORM_TENANT_ID = "00000000-0000-0000-0000-000000000000"
 # §3.2 space state: V6 current_state is the lowercase of V5's state
 SPACE_STATE = {"FREE": "free", "OCCUPIED": "occupied", "RESERVED": "reserved", "MAINTENANCE": "maintenance"}
 SPACE_STATE_DEFAULT = "unknown"
+
+# Reading occupancy: V6 sensor_readings.occupied from V5 occupancy_state (any case); any other
+# value, or none, is NULL. Rollback-3 (backsync) maps it back with the reverse table.
+OCCUPANCY = {"OCCUPIED": True, "FREE": False}
+OCCUPANCY_V5 = {occupied: state for state, occupied in OCCUPANCY.items()}
 
 # §3.3 reservation status (V6's L0 CHECK: active, completed, cancelled, no_show)
 RESERVATION_STATUS = {
@@ -54,6 +61,16 @@ LOGIN_ORDER_STEP = dt.timedelta(milliseconds=1)
 
 def space_state(v5_state):
     return SPACE_STATE.get((v5_state or "").upper(), SPACE_STATE_DEFAULT)
+
+
+def occupied(v5_occupancy_state):
+    """V6 sensor_readings.occupied of a V5 reading: True, False, or None (unknown or missing)."""
+    return OCCUPANCY.get((v5_occupancy_state or "").upper())
+
+
+def v5_occupancy_state(v6_occupied):
+    """The reverse (rollback-3): V5 occupancy_state of a V6 reading, None when occupied is NULL."""
+    return OCCUPANCY_V5.get(v6_occupied)
 
 
 def reservation_status(v5_status, end_time=None, now=None):

@@ -5,6 +5,7 @@ every run reads the live catalogs first and fails, listing every difference, whe
 needs is missing or has another type. Optional columns are used when present.
 """
 from .errors import SchemaMismatch
+from .v5columns import V5_COLUMNS
 
 # information_schema.columns.data_type families that are interchangeable for the mapping
 _FAMILIES = {
@@ -16,50 +17,25 @@ _FAMILIES = {
 
 
 def family(data_type):
+    """The family of an information_schema data_type (or of a staging type in v5columns)."""
     return _FAMILIES.get(data_type, data_type)
 
 
-# table -> {column: expected data_type}; the mapping reads exactly these from V5
-V5_REQUIRED = {
-    "tenants": {"id": "uuid", "name": "text", "slug": "text", "metadata": "jsonb", "settings": "jsonb",
-                "is_active": "boolean", "created_at": "timestamptz", "updated_at": "timestamptz"},
-    "users": {"id": "uuid", "email": "text", "name": "text", "password_hash": "text", "metadata": "jsonb",
-              "is_active": "boolean", "email_verified": "boolean", "created_at": "timestamptz",
-              "updated_at": "timestamptz", "last_login_at": "timestamptz"},
-    "user_memberships": {"id": "uuid", "user_id": "uuid", "tenant_id": "uuid", "role": "text",
-                         "metadata": "jsonb", "is_active": "boolean", "created_at": "timestamptz",
-                         "updated_at": "timestamptz"},
-    "sites": {"id": "uuid", "tenant_id": "uuid", "name": "text", "timezone": "text", "location": "jsonb",
-              "metadata": "jsonb", "is_active": "boolean", "created_at": "timestamptz",
-              "updated_at": "timestamptz"},
-    "spaces": {"id": "uuid", "name": "text", "code": "text", "building": "text", "floor": "text",
-               "zone": "text", "gps_latitude": "number", "gps_longitude": "number", "sensor_eui": "text",
-               "display_eui": "text", "state": "text", "metadata": "jsonb", "created_at": "timestamptz",
-               "updated_at": "timestamptz", "deleted_at": "timestamptz", "site_id": "uuid"},
-    "sensor_devices": {"id": "uuid", "dev_eui": "text", "device_type": "text", "device_model": "text",
-                       "manufacturer": "text", "capabilities": "jsonb", "status": "text", "enabled": "boolean",
-                       "last_seen_at": "timestamptz", "created_at": "timestamptz", "updated_at": "timestamptz"},
-    "display_devices": {"id": "uuid", "dev_eui": "text", "device_type": "text", "device_model": "text",
-                        "manufacturer": "text", "display_codes": "jsonb", "fport": "int",
-                        "confirmed_downlinks": "boolean", "status": "text", "enabled": "boolean",
-                        "last_seen_at": "timestamptz", "created_at": "timestamptz", "updated_at": "timestamptz"},
-    "reservations": {"id": "uuid", "space_id": "uuid", "start_time": "timestamptz", "end_time": "timestamptz",
-                     "user_email": "text", "user_phone": "text", "status": "text", "metadata": "jsonb",
-                     "created_at": "timestamptz", "updated_at": "timestamptz", "request_id": "uuid"},
-    "sensor_readings": {"id": "int", "device_eui": "text", "space_id": "uuid", "occupancy_state": "text",
-                        "battery": "number", "temperature": "number", "rssi": "int", "snr": "number",
-                        "timestamp": "timestamptz", "fcnt": "int"},
-    "state_changes": {"id": "int", "space_id": "uuid", "previous_state": "text", "new_state": "text",
-                      "source": "text", "request_id": "text", "metadata": "jsonb", "timestamp": "timestamptz"},
-    "orphan_devices": {"id": "uuid", "dev_eui": "text", "first_seen": "timestamptz",
-                       "last_seen": "timestamptz", "uplink_count": "int", "last_payload": "bytea"},
-}
+def _v5(optional):
+    """{table: {column: family}} of the declared V5 columns (v5columns), required or optional ones."""
+    tables = {}
+    for table, columns in V5_COLUMNS.items():
+        picked = {c.name: family(c.type) for c in columns if c.optional == optional}
+        if picked:
+            tables[table] = picked
+    return tables
+
+
+# table -> {column: expected type family}; the mapping reads exactly these from V5. Declared once
+# in v5columns.py (with staging's select list and DDL): add a V5 column there, not here.
+V5_REQUIRED = _v5(optional=False)
 # present on some live V5 databases only ([DOC] columns no migration creates)
-V5_OPTIONAL = {
-    "spaces": {"sensor_device_id": "uuid", "display_device_id": "uuid"},
-    "sensor_devices": {"device_name": "text", "payload_decoder": "text", "device_type_id": "uuid"},
-    "display_devices": {"device_name": "text", "device_type_id": "uuid"},
-}
+V5_OPTIONAL = _v5(optional=True)
 
 # the mapping writes exactly these in V6
 V6_REQUIRED = {

@@ -1,4 +1,8 @@
-"""SQL fragments shared by the migration and the verification gate (defined once)."""
+"""SQL fragments shared by the migration and the verification gate (defined once).
+
+A fragment with a Python twin in mapping.py or eui.py computes the same value on every input:
+tests/integration/test_mapping_sql.py runs each one on PostgreSQL against its twin (add a new
+fragment there, or to its NO_TWIN list)."""
 from . import mapping
 from .eui import sql_normalize
 
@@ -27,6 +31,16 @@ def device_status(v5_status, linked):
 
 def space_state(col):
     return mapping.sql_case(f"upper({col})", mapping.SPACE_STATE, mapping.SPACE_STATE_DEFAULT)
+
+
+def occupied(col):
+    """mapping.occupied in SQL: a V5 occupancy_state (any case) -> V6 occupied, NULL when unknown."""
+    return mapping.sql_case(f"upper({col})", mapping.OCCUPANCY, None)
+
+
+def v5_occupancy_state(col):
+    """mapping.v5_occupancy_state in SQL (rollback-3): a V6 occupied boolean -> V5 occupancy_state."""
+    return mapping.sql_case(col, mapping.OCCUPANCY_V5, None)
 
 
 def reservation_status(col, end_col=None, now="%(now)s"):

@@ -2,71 +2,30 @@
 
 Each source is one `COPY (SELECT ...) TO STDOUT` streamed into a TEMP table of the target's
 transaction (dropped at commit). The mapping then runs set-based in SQL on the target.
+The columns read are declared once in v5columns.py (which schema.py's live check also derives from).
 """
 from . import pgcopy
+from .v5columns import V5_COLUMNS, select_item, staged_name
 
-# name -> (V5 select list, staging column DDL). Optional V5 columns are NULL when absent.
-SOURCES = {
-    "tenants": ("id, name, slug, metadata, settings, is_active, created_at, updated_at",
-                "id uuid, name text, slug text, metadata jsonb, settings jsonb, is_active boolean, "
-                "created_at timestamptz, updated_at timestamptz"),
-    "users": ("id, email, name, password_hash, metadata, is_active, email_verified, created_at, updated_at, "
-              "last_login_at",
-              "id uuid, email text, name text, password_hash text, metadata jsonb, is_active boolean, "
-              "email_verified boolean, created_at timestamptz, updated_at timestamptz, last_login_at timestamptz"),
-    "user_memberships": ("id, user_id, tenant_id, role, metadata, is_active, created_at, updated_at",
-                         "id uuid, user_id uuid, tenant_id uuid, role text, metadata jsonb, is_active boolean, "
-                         "created_at timestamptz, updated_at timestamptz"),
-    "sites": ("id, tenant_id, name, timezone, location, metadata, is_active, created_at, updated_at",
-              "id uuid, tenant_id uuid, name text, timezone text, location jsonb, metadata jsonb, "
-              "is_active boolean, created_at timestamptz, updated_at timestamptz"),
-    "spaces": ("id, name, code, building, floor, zone, gps_latitude, gps_longitude, sensor_eui, display_eui, "
-               "state, metadata, created_at, updated_at, deleted_at, site_id, {sensor_device_id}, "
-               "{display_device_id}",
-               "id uuid, name text, code text, building text, floor text, zone text, gps_latitude numeric, "
-               "gps_longitude numeric, sensor_eui text, display_eui text, state text, metadata jsonb, "
-               "created_at timestamptz, updated_at timestamptz, deleted_at timestamptz, site_id uuid, "
-               "sensor_device_id uuid, display_device_id uuid"),
-    "sensor_devices": ("id, dev_eui, device_type, device_model, manufacturer, capabilities, status, enabled, "
-                       "last_seen_at, created_at, updated_at, {device_name}, {payload_decoder}, {device_type_id}",
-                       "id uuid, dev_eui text, device_type text, device_model text, manufacturer text, "
-                       "capabilities jsonb, status text, enabled boolean, last_seen_at timestamptz, "
-                       "created_at timestamptz, updated_at timestamptz, device_name text, payload_decoder text, "
-                       "device_type_id uuid"),
-    "display_devices": ("id, dev_eui, device_type, device_model, manufacturer, display_codes, fport, "
-                        "confirmed_downlinks, status, enabled, last_seen_at, created_at, updated_at, "
-                        "{device_name}, {device_type_id}",
-                        "id uuid, dev_eui text, device_type text, device_model text, manufacturer text, "
-                        "display_codes jsonb, fport integer, confirmed_downlinks boolean, status text, "
-                        "enabled boolean, last_seen_at timestamptz, created_at timestamptz, "
-                        "updated_at timestamptz, device_name text, device_type_id uuid"),
-    "reservations": ("id, space_id, start_time, end_time, user_email, user_phone, status, metadata, created_at, "
-                     "updated_at, request_id",
-                     "id uuid, space_id uuid, start_time timestamptz, end_time timestamptz, user_email text, "
-                     "user_phone text, status text, metadata jsonb, created_at timestamptz, "
-                     "updated_at timestamptz, request_id uuid"),
-    "orphan_devices": ("id, dev_eui, first_seen, last_seen, uplink_count, last_payload",
-                       "id uuid, dev_eui text, first_seen timestamptz, last_seen timestamptz, "
-                       "uplink_count integer, last_payload bytea"),
-    "sensor_readings": ("id, device_eui, space_id, occupancy_state, battery, temperature, rssi, snr, "
-                        "\"timestamp\", fcnt",
-                        "id bigint, device_eui text, space_id uuid, occupancy_state text, battery numeric, "
-                        "temperature numeric, rssi integer, snr numeric, ts timestamptz, fcnt integer"),
-    "state_changes": ("id, space_id, previous_state, new_state, source, request_id, metadata, \"timestamp\"",
-                      "id bigint, space_id uuid, previous_state text, new_state text, source text, "
-                      "request_id text, metadata jsonb, ts timestamptz"),
-}
+
+def _source(columns):
+    """(V5 select list, staging column DDL) of declared columns; an optional column is a
+    placeholder {name}, filled by select_sql."""
+    select = ", ".join("{%s}" % c.name if c.optional else select_item(c) for c in columns)
+    return select, ", ".join(f"{staged_name(c)} {c.type}" for c in columns)
+
+
+# name -> (V5 select list, staging column DDL), derived from the one declaration of the V5
+# columns (v5columns.py: add a V5 column there). Optional V5 columns are NULL when absent.
+SOURCES = {name: _source(columns) for name, columns in V5_COLUMNS.items()}
 
 
 def select_sql(name, optional, where=None):
     """The V5 SELECT for source `name`, with absent optional columns as typed NULLs."""
     cols, _ = SOURCES[name]
     present = optional.get(name, set())
-    fill = {}
-    for col in ("sensor_device_id", "display_device_id", "device_name", "payload_decoder", "device_type_id"):
-        if col in cols:
-            kind = "text" if col in ("device_name", "payload_decoder") else "uuid"
-            fill[col] = col if col in present else f"NULL::{kind} AS {col}"
+    fill = {c.name: c.name if c.name in present else f"NULL::{c.type} AS {c.name}"
+            for c in V5_COLUMNS[name] if c.optional}
     sql = f"SELECT {cols.format(**fill)} FROM {name}"
     if where:
         sql += f" WHERE {where}"

@@ -17,7 +17,7 @@ Checks (each one passes or fails with details):
 """
 import time
 
-from . import ledger, mapping, migrate, oracle, rls
+from . import ledger, mapping, migrate, oracle, rls, sqlfrag
 from .checksum import ROW_HASH
 from .errors import ParkingError
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, history_kept, history_kept_v6, seen_by_run
@@ -45,7 +45,7 @@ def compare_history(run, gate, watermarks, cutoff=None):
     the migration does not move them, V6 deletes them."""
     wm_r = int(watermarks.get("sensor_readings", 0))
     seen = seen_by_run(run.src.connection.cursor(), watermarks)  # ids commit out of order
-    occupied = "CASE upper(occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
+    occupied = sqlfrag.occupied("occupancy_state")
     h_src = ROW_HASH.format(row=f"row(id, fcnt, upper(device_eui), {occupied})")
     per_eui = run.src.connection.cursor()
     per_eui.execute(f"""SELECT upper(device_eui), count(*), coalesce(sum({h_src}), 0)::text FROM sensor_readings

@@ -33,6 +33,23 @@ def test_space_state(v5, v6):
     assert mapping.space_state(v5) == v6
 
 
+@pytest.mark.parametrize("v5,v6", [("OCCUPIED", True), ("occupied", True), ("Free", False), ("FREE", False),
+                                   (None, None), ("", None), ("RESERVED", None), ("unknown", None)])
+def test_occupied(v5, v6):
+    assert mapping.occupied(v5) is v6
+
+
+def test_occupancy_reverse_and_sql_come_from_one_table():
+    from parking import sqlfrag
+    assert mapping.v5_occupancy_state(True) == "OCCUPIED" and mapping.v5_occupancy_state(False) == "FREE"
+    assert mapping.v5_occupancy_state(None) is None
+    assert all(mapping.occupied(mapping.v5_occupancy_state(b)) is b for b in (True, False))
+    assert sqlfrag.occupied("s.occupancy_state") == \
+        "(CASE upper(s.occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false ELSE NULL END)"
+    assert sqlfrag.v5_occupancy_state("r.occupied") == \
+        "(CASE r.occupied WHEN true THEN 'OCCUPIED' WHEN false THEN 'FREE' ELSE NULL END)"
+
+
 @pytest.mark.parametrize("v5,v6", [("pending", "active"), ("confirmed", "active"), ("active", "active"),
                                    ("cancelled", "cancelled"), ("expired", "completed"),
                                    ("completed", "completed"), ("no_show", "no_show")])

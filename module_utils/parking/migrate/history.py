@@ -21,7 +21,7 @@ RETENTION_MARK = "history_retention_days"  # kept with the watermarks: the gate 
 def migrate_readings(run):
     """V5 readings -> V6 readings: device by EUI, tenant = the device's V6 tenant, fcnt required.
     The V6 id is derived from the V5 id (idempotent); raw_payload keeps the V5 row and marks it."""
-    occupied = "CASE upper(s.occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
+    occupied = F.occupied("s.occupancy_state")
     n = run.scalar(f"""
         WITH ins AS (
             INSERT INTO sensor_readings (id, tenant_id, device_id, dev_eui, fcnt, occupied, rssi, snr, raw_payload,
@@ -122,7 +122,7 @@ def copy_rejects(run, entity, select_sql):
 def direct_readings(run, where):
     """New V5 readings (above the watermark) -> V6 in one streamed COPY, mapped on the source."""
     devices = run.rows("SELECT dev_eui, id::text, tenant_id::text FROM sensor_devices")
-    occupied = "CASE upper(s.occupancy_state) WHEN 'OCCUPIED' THEN true WHEN 'FREE' THEN false END"
+    occupied = F.occupied("s.occupancy_state")
     device_map = (f"(VALUES {values_list(devices, ('text', 'uuid', 'uuid'))}) m(eui, device_id, tenant_id)"
                   if devices else "(SELECT NULL::text, NULL::uuid, NULL::uuid WHERE false) m(eui, device_id, tenant_id)")
     select = f"""
