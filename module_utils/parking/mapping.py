@@ -1,10 +1,11 @@
 """V5 -> V6 value mapping rules (reference/v5-to-v6-mapping.md §3).
 
 Each rule is data (a dict) with a Python function for unit tests and reports, and a
-SQL rendering (`sql_case`) the engine uses set-based on staging tables. Both come
-from the same dict, so the migration and the verification gate cannot drift apart.
-The rules sqlfrag.py writes in SQL by hand (slug, device state, history cutoff, EUI, ids)
-are run on PostgreSQL against these functions by tests/integration/test_mapping_sql.py.
+SQL rendering (`sql_case`) the engine uses set-based on staging tables; both come from the
+same dict. The rules sqlfrag.py writes in SQL by hand (slug, device state, history cutoff,
+EUI, ids) are run on PostgreSQL against these functions by tests/integration/test_mapping_sql.py,
+which lists the inputs where the two still differ. The verification gate does not use these
+rules: oracle.py restates them on purpose, so that a wrong rule here fails the gate.
 """
 import datetime as dt
 import hashlib
