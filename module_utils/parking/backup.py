@@ -15,7 +15,7 @@ import hashlib
 import json
 
 from .errors import ParkingError
-from . import ledger
+from . import ledger, quote
 from .ledger import SCHEMA
 
 _TABLES_SQL = """
@@ -25,10 +25,6 @@ WHERE c.relkind IN ('r', 'p', 'S') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, 2
 """
-
-
-def qident(name):
-    return '"' + name.replace('"', '""') + '"'
 
 
 class BackupMismatch(ParkingError):
@@ -48,7 +44,7 @@ def fingerprint(cur):
     cur.execute(_TABLES_SQL)
     out = {}
     for schema, name, kind in cur.fetchall():
-        rel = f"{qident(schema)}.{qident(name)}"
+        rel = quote.ident(cur, schema, name)
         if kind == "S":
             cur.execute(f"SELECT last_value, is_called FROM {rel}")
             last, called = cur.fetchone()

@@ -11,6 +11,7 @@ from .errors import ConnectError
 try:
     import psycopg2
     import psycopg2.extensions
+    import psycopg2.sql
     HAS_PSYCOPG2 = True
 except ImportError:  # reported by the module with missing_required_lib
     psycopg2 = None
@@ -60,7 +61,8 @@ def connect(params, role, autocommit=False):
         "sslmode": params.get("ssl_mode") or "prefer",
         "connect_timeout": params.get("connect_timeout") or 10,
         "application_name": f"parking-migrate ({role})",
-        "options": "-c TimeZone=UTC",
+        # standard_conforming_strings: what mapping.sql_literal's quoting relies on (quote.py)
+        "options": "-c TimeZone=UTC -c standard_conforming_strings=on",
     }
     if params.get("login_password"):
         kwargs["password"] = params["login_password"]

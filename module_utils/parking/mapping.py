@@ -206,6 +206,9 @@ def sql_derived_uuid(kind, key_expr):
 
 
 def sql_literal(value):
+    """A literal in SQL built without a connection (rule tables, module-level constants). The one
+    quoter not from psycopg2, on purpose: see quote.py (exact with standard_conforming_strings on,
+    which every connection sets)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):

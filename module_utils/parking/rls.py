@@ -14,6 +14,8 @@ visible only for the tenant in context, the user in context (``app.current_user_
 email being logged in (``app.login_email``, the one lookup made before a user is known) or a
 platform admin - so one tenant's session cannot read another tenant's password hashes.
 """
+from . import quote
+from .errors import ConfigError
 from .sqlfrag import LEDGER as L
 
 # tenant-scoped tables the application reads or writes (the real V6 also queues downlinks and
@@ -40,11 +42,6 @@ IDENTITY_CONDITIONS = {
 def policies():
     """(table, condition) of every policy phase 1 makes, in creation order."""
     return [(t, CONDITION) for t in RLS_TABLES] + list(IDENTITY_CONDITIONS.items())
-
-
-def quote_ident(cur, name):
-    cur.execute("SELECT quote_ident(%s)", (name,))
-    return cur.fetchone()[0]
 
 
 def record(run, kind, name, undo_sql):
@@ -112,7 +109,7 @@ def password_matches(cur, role, password):
 
 def ensure(run, role, password=None):
     """Idempotent: only what is missing is created; returns nothing, counts under 'rls'."""
-    r = quote_ident(run.cur, role)
+    r = quote.ident(run.cur, role)
     db = run.scalar("SELECT current_database()")
     if not run.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
         run.execute(f"CREATE ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
@@ -123,12 +120,11 @@ def ensure(run, role, password=None):
         run.queries.append(f"ALTER ROLE {r} PASSWORD 'SCRAM-SHA-256$...'")
         run.count("rls", "password_set", 1)
     if run.scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
-        from .errors import ConfigError
         raise ConfigError(f"application role {role} is a superuser or has BYPASSRLS: row-level security can "
                           "never apply to it; choose another app_role")
-    if not run.scalar(f"SELECT has_database_privilege(%(r)s, %(d)s, 'CONNECT')", {"r": role, "d": db}):
-        run.execute(f"GRANT CONNECT ON DATABASE {quote_ident(run.cur, db)} TO {r}")
-        record(run, "grant", f"connect {db}", f"REVOKE CONNECT ON DATABASE {quote_ident(run.cur, db)} FROM {r}")
+    if not run.scalar("SELECT has_database_privilege(%(r)s, %(d)s, 'CONNECT')", {"r": role, "d": db}):
+        run.execute(f"GRANT CONNECT ON DATABASE {quote.ident(run.cur, db)} TO {r}")
+        record(run, "grant", f"connect {db}", f"REVOKE CONNECT ON DATABASE {quote.ident(run.cur, db)} FROM {r}")
     if not run.scalar("SELECT has_schema_privilege(%(r)s, 'public', 'USAGE')", {"r": role}):
         run.execute(f"GRANT USAGE ON SCHEMA public TO {r}")
         record(run, "grant", "usage public", f"REVOKE USAGE ON SCHEMA public FROM {r}")

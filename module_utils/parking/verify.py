@@ -17,7 +17,7 @@ Checks (each one passes or fails with details):
 """
 import time
 
-from . import ledger, mapping, migrate, oracle, rls, sqlfrag
+from . import ledger, mapping, migrate, oracle, quote, rls, sqlfrag
 from .checksum import ROW_HASH
 from .errors import ParkingError
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, history_kept, history_kept_v6, seen_by_run
@@ -181,7 +181,7 @@ def check_rls(tgt_conn, gate, app_role, login=None):
             app.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
         else:
             app = cur
-            app.execute(f"SET LOCAL ROLE {rls.quote_ident(cur, app_role)}")
+            app.execute(f"SET LOCAL ROLE {quote.ident(cur, app_role)}")
         problems = []
         app.execute("SELECT set_config('app.current_tenant_id', '', true), set_config('app.is_platform_admin', '', true)")
         for t in tables:

@@ -128,6 +128,25 @@ def test_a_ledger_from_before_versions_is_upgraded_and_its_gateway_records_kept(
     assert sql("SELECT to_regclass('parking_migrate.gateway_import_ledger')") == [(None,)]
 
 
+def test_quote_uses_the_connection(scratch):
+    """Identifiers and literals are quoted by psycopg2 for the connection (quote.py), and the
+    engine's connectionless quoter (mapping.sql_literal) gives the same value, backslashes included,
+    on a connection from connection.connect (standard_conforming_strings on)."""
+    from parking import connection, mapping, quote
+    p = lab_pg_params()
+    conn = connection.connect({"login_host": p["host"], "login_port": p["port"], "login_user": p["user"],
+                               "login_password": p["password"], "db": DB, "ssl_mode": "prefer"}, "target")
+    try:
+        with conn.cursor() as cur:
+            assert quote.ident(cur, "public", 'we"ird') == '"public"."we""ird"'
+            for value in ("plain", "it's", "back\\slash\\n", "é ü 漢", ""):
+                cur.execute(f"SELECT {quote.literal(cur, value)}, {mapping.sql_literal(value)}")
+                assert cur.fetchone() == (value, value)
+            assert quote.literal(cur, None) == "NULL"
+    finally:
+        conn.close()
+
+
 def module(args, check=False):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.minimal",

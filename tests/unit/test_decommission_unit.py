@@ -59,10 +59,6 @@ def test_sha256_file_streams(tmp_path):
     assert backup.sha256_file(str(p), chunk=65536) == hashlib.sha256(data).hexdigest()
 
 
-def test_qident_quotes():
-    assert backup.qident('we"ird') == '"we""ird"'
-
-
 INSPECT = {
     "Id": "4f1c2d3e4a5b6c7d8e9f",
     "Name": "/parking-api",

@@ -8,7 +8,7 @@ looked up at each call as before the split, so a test can wrap one in its module
 """
 import time
 
-from .. import ledger, mapping, oracle, rls, schema, sqlfrag as F, staging
+from .. import ledger, mapping, oracle, quote, rls, schema, sqlfrag as F, staging
 from ..errors import ConfigError, GateFailed, RejectsPresent
 from . import history, links, registry
 from .history import HISTORY_OVERLAP, RETAINED, RETENTION_MARK, TS
@@ -18,10 +18,6 @@ PHASE = "phase1"
 
 V6_TABLES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices", "display_devices",
              "device_assignments", "reservations", "orphan_devices", "sensor_readings", "state_changes")
-
-
-def psycopg_literal(value):
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def v6_counts(run):
@@ -94,7 +90,7 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     step("live_state", links.sync_live_state, run)
 
     new_marks = dict(marks)
-    since = f' AND s."timestamp" >= {psycopg_literal(history_since)}::timestamptz' if history_since else ""
+    since = f' AND s."timestamp" >= {quote.literal(run.src, history_since)}::timestamptz' if history_since else ""
     cutoff = mapping.history_cutoff(run.now, history_retention_days)
     new_marks[RETENTION_MARK] = mapping.retention_recorded(marks.get(RETENTION_MARK), history_retention_days)
     snap = run.src.connection.cursor()

@@ -7,7 +7,7 @@ advance_sequence keeps V6's state_changes sequence ahead of the copied ids. The 
 the history's: the re-read window, the table V6 deletes after its retention, the timestamp
 column and the watermark key of the retention (the gate applies the same cutoff).
 """
-from .. import mapping, pgcopy, sqlfrag as F, staging
+from .. import mapping, pgcopy, quote, sqlfrag as F, staging
 from ..errors import ParkingError
 from .run import L
 
@@ -83,10 +83,11 @@ def is_superuser(run):
     return bool(run.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
 
 
-def values_list(rows, types):
-    """A VALUES list literal for a small map shipped into the source SELECT (devices, spaces)."""
+def values_list(cur, rows, types):
+    """A VALUES list literal for a small map shipped into the source SELECT (devices, spaces),
+    quoted by psycopg2 for the connection of `cur` (the source)."""
     def lit(v, t):
-        return "NULL" if v is None else "'" + str(v).replace("'", "''") + "'::" + t
+        return "NULL" if v is None else f"{quote.literal(cur, v)}::{t}"
     return ", ".join("(" + ", ".join(lit(v, t) for v, t in zip(row, types)) + ")" for row in rows)
 
 
@@ -123,7 +124,7 @@ def direct_readings(run, where):
     """New V5 readings (above the watermark) -> V6 in one streamed COPY, mapped on the source."""
     devices = run.rows("SELECT dev_eui, id::text, tenant_id::text FROM sensor_devices")
     occupied = F.occupied("s.occupancy_state")
-    device_map = (f"(VALUES {values_list(devices, ('text', 'uuid', 'uuid'))}) m(eui, device_id, tenant_id)"
+    device_map = (f"(VALUES {values_list(run.src, devices, ('text', 'uuid', 'uuid'))}) m(eui, device_id, tenant_id)"
                   if devices else "(SELECT NULL::text, NULL::uuid, NULL::uuid WHERE false) m(eui, device_id, tenant_id)")
     select = f"""
         SELECT {F.sequential('sensor_readings', 's.id')}, m.tenant_id, m.device_id, m.eui, s.fcnt, {occupied},
@@ -152,7 +153,7 @@ def direct_state_changes(run, where, lo, hi):
         staging.stage(run, "state_changes", {}, where)
         return migrate_state_changes(run)
     spaces = run.rows(f"SELECT v5_id, v6_id FROM {L}.id_map WHERE entity = 'spaces'")
-    space_map = (f"(VALUES {values_list(spaces, ('uuid', 'uuid'))}) m(v5, v6)" if spaces
+    space_map = (f"(VALUES {values_list(run.src, spaces, ('uuid', 'uuid'))}) m(v5, v6)" if spaces
                  else "(SELECT NULL::uuid, NULL::uuid WHERE false) m(v5, v6)")
     select = f"""
         SELECT s.id, m.v6, s.previous_state, s.new_state, s.source, s.request_id, s.metadata, s."timestamp"

@@ -8,7 +8,7 @@ Takes psycopg2 connections (or a connect function) and only reads through them.
 import datetime as dt
 import re
 
-from .. import schema
+from .. import quote, schema
 from ..connection import connect, describe
 from ..errors import ParkingError, SchemaMismatch
 from .checks import check, check_pg_version
@@ -96,17 +96,13 @@ def table_stats(conn, exact=True):
             ORDER BY 1, 2""")
         for t in tables:
             if exact:
-                cur.execute("SELECT count(*) FROM %s.%s" % (_ident(t["schema"]), _ident(t["table"])))
+                cur.execute("SELECT count(*) FROM %s" % quote.ident(cur, t["schema"], t["table"]))
                 t["rows"] = int(cur.fetchone()[0])
             else:
                 t["rows"] = max(int(t["estimate"]), 0)
             t["size_bytes"] = int(t["size_bytes"])
             del t["estimate"]
     return tables
-
-
-def _ident(name):
-    return '"' + name.replace('"', '""') + '"'
 
 
 def usage(conn):
@@ -139,8 +135,8 @@ def usage(conn):
         by_table = {(t["schema"], t["table"]): t for t in tables}
         newest = None
         for (schema_name, table), cols in sorted(stamp_cols.items()):
-            expr = ", ".join("max(%s)" % _ident(c) for c in cols)
-            cur.execute("SELECT %s FROM %s.%s" % (expr, _ident(schema_name), _ident(table)))
+            expr = ", ".join("max(%s)" % quote.ident(cur, c) for c in cols)
+            cur.execute("SELECT %s FROM %s" % (expr, quote.ident(cur, schema_name, table)))
             stamps = {c: _utc(v) for c, v in zip(cols, cur.fetchone()) if v is not None}
             column = max(stamps, key=stamps.get) if stamps else None
             last = stamps.get(column)
@@ -183,7 +179,7 @@ def chirpstack_facts(conn):
                  "counts": {}, "schema_migration": None}
         for table in ("tenant", "application", "device", "gateway"):
             if table in present:
-                cur.execute("SELECT count(*) FROM %s" % _ident(table))
+                cur.execute("SELECT count(*) FROM %s" % quote.ident(cur, table))
                 facts["counts"][table] = int(cur.fetchone()[0])
         if "__diesel_schema_migrations" in present:
             cur.execute("SELECT max(version) FROM __diesel_schema_migrations")
