@@ -119,14 +119,14 @@ def ensure(run, role, password=None):
         record(run, "role", role, f"DROP OWNED BY {r}; DROP ROLE {r}")
     if password and not password_matches(run.cur, role, password):
         # the SCRAM verifier, not the password: nothing in clear reaches the server's logs
-        run.cur.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": scram_verifier(password)})
-        run.queries.append(f"ALTER ROLE {r} PASSWORD 'SCRAM-SHA-256$...'")
+        run.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": scram_verifier(password)},
+                    shown=f"ALTER ROLE {r} PASSWORD 'SCRAM-SHA-256$...'")
         run.count("rls", "password_set", 1)
     if run.scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
         from .errors import ConfigError
         raise ConfigError(f"application role {role} is a superuser or has BYPASSRLS: row-level security can "
                           "never apply to it; choose another app_role")
-    if not run.scalar(f"SELECT has_database_privilege(%(r)s, %(d)s, 'CONNECT')", {"r": role, "d": db}):
+    if not run.scalar("SELECT has_database_privilege(%(r)s, %(d)s, 'CONNECT')", {"r": role, "d": db}):
         run.execute(f"GRANT CONNECT ON DATABASE {quote_ident(run.cur, db)} TO {r}")
         record(run, "grant", f"connect {db}", f"REVOKE CONNECT ON DATABASE {quote_ident(run.cur, db)} FROM {r}")
     if not run.scalar("SELECT has_schema_privilege(%(r)s, 'public', 'USAGE')", {"r": role}):
