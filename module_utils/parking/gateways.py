@@ -28,6 +28,7 @@ from . import connection, ledger, rollback
 from .errors import ConfigError, ParkingError, SchemaMismatch
 from .eui import normalize_eui
 from .mapping import PLATFORM_TENANT_ID
+from .statements import Statements
 
 TARGET_TABLE = "gateways"
 PHASE = rollback.GATEWAYS            # the ledger's runs.phase of gateway imports and their undo
@@ -484,35 +485,10 @@ def _sql_value(col, value, data_type):
 # Database plumbing
 # --------------------------------------------------------------------------------------------
 
-class _Session:
-    """A cursor that records every statement (placeholders only, never values)."""
-
-    def __init__(self, conn, log):
-        self.conn = conn
-        self.log = log
-
-    def execute(self, sql, params=None):
-        text = " ".join(sql.split())
-        if text not in self.log:
-            self.log.append(text)
-        cur = self.conn.cursor()
-        cur.execute(sql, params)
-        return cur
-
-    def all(self, sql, params=None):
-        cur = self.execute(sql, params)
-        try:
-            return cur.fetchall()
-        finally:
-            cur.close()
-
-    def one(self, sql, params=None):
-        rows = self.all(sql, params)
-        return rows[0] if rows else None
-
-    def scalar(self, sql, params=None):
-        row = self.one(sql, params)
-        return row[0] if row else None
+def _session(conn, queries):
+    """The import's recorder on one database: a cursor per statement (the ledger's calls take
+    their own on ``.conn``), one log for both databases, each text logged once."""
+    return Statements(conn, log=queries, unique=True, cursor_per_statement=True)
 
 
 def _db_errors():
@@ -600,7 +576,7 @@ def import_gateways(chirpstack_params, target_params, tenant_map=None,
         cs_conn = connect(chirpstack_params, "chirpstack")
         cs_conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
         target_conn = connect(target_params, "target")
-        cs, target = _Session(cs_conn, queries), _Session(target_conn, queries)
+        cs, target = _session(cs_conn, queries), _session(target_conn, queries)
 
         state["phase"] = "lock"
         _lock(target)
@@ -870,7 +846,7 @@ def remove_gateways(target_params, dry_run=False, connect=None):
     committed = False
     try:
         target_conn = connect(target_params, "target")
-        target = _Session(target_conn, queries)
+        target = _session(target_conn, queries)
         cur = target_conn.cursor()
         state["phase"] = "lock"
         _lock(target)
@@ -885,7 +861,7 @@ def remove_gateways(target_params, dry_run=False, connect=None):
                 state["phase"] = "restore"
                 ledger.begin(cur)
                 ledger.start(cur, run_id, PHASE, "rollback", "absent", dry_run)
-                undone = rollback.undo_gateways(cur, lambda sql, params=None: target.execute(sql, params).rowcount)
+                undone = rollback.undo_gateways(cur, target.execute)
                 counts["restored"], counts["deleted"] = undone["gateways_restored"], undone["gateways"]
                 gone = (found["inserted"] - found["inserted_present"], found["updated"] - found["updated_present"])
                 counts["missing"] = sum(gone)
