@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # parking-migrate: phase 1, ChirpStack gateways -> V6 gateways. Thin module: documentation,
-# argument spec, check mode and error translation; the engine is module_utils/parking/gateways.py.
+# argument spec, check mode and error translation; the engine is module_utils/parking/gateways/.
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import time
 
 from . import mapping, pgcopy
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, v5_occupancy_state
+from .statements import Statements
 
 # V6 reservation status -> V5 (V5's CHECK allows both vocabularies; use V5's current one)
 RESERVATION_STATUS_V5 = {"active": "confirmed", "cancelled": "cancelled", "completed": "expired",
@@ -22,17 +23,13 @@ RESERVATION_STATUS_V5 = {"active": "confirmed", "cancelled": "cancelled", "compl
 SPACE_STATE_V5 = {"free": "FREE", "occupied": "OCCUPIED", "reserved": "RESERVED", "maintenance": "MAINTENANCE"}
 
 
-class Sync:
-    def __init__(self, v6_conn, v5_conn):
-        self.src = v6_conn.cursor()
-        self.cur = v5_conn.cursor()
-        self.queries = []
-        self.counts = {}
+class Sync(Statements):
+    """Statements on V5 (``cur``, recorded in ``queries``), reads of V6 on ``src``, the counts."""
 
-    def execute(self, sql, params=None):
-        self.queries.append(" ".join(sql.split()))
-        self.cur.execute(sql, params)
-        return self.cur.rowcount
+    def __init__(self, v6_conn, v5_conn):
+        super().__init__(v5_conn)
+        self.src = v6_conn.cursor()
+        self.counts = {}
 
     def count(self, entity, key, n):
         self.counts.setdefault(entity, {})[key] = self.counts.get(entity, {}).get(key, 0) + n
@@ -41,7 +38,7 @@ class Sync:
         """Stream a V6 SELECT into a TEMP table of the V5 transaction."""
         self.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
         sql = self.src.mogrify(select_sql, params).decode() if params else select_sql
-        self.queries.append(f"COPY ({' '.join(sql.split())[:300]}) TO STDOUT -> COPY {name} FROM STDIN")
+        self.note(f"COPY ({' '.join(sql.split())[:300]}) TO STDOUT -> COPY {name} FROM STDIN")
         return pgcopy.stream(self.src, sql, self.cur, f"COPY {name} FROM STDIN")
 
 
@@ -140,9 +137,9 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
         JOIN spaces sp ON sp.id = m.v5_id::uuid JOIN sites st ON st.id = sp.site_id
         WHERE b.migrated_v5_id IS NULL
         ON CONFLICT DO NOTHING"""))
-    s.execute("SELECT count(*) FROM bs_reservations b WHERE b.migrated_v5_id IS NULL AND NOT EXISTS "
-              "(SELECT 1 FROM reservations r WHERE r.id = b.id)")
-    s.count("reservations", "not_synced_conflict", s.cur.fetchone()[0])
+    s.count("reservations", "not_synced_conflict", s.scalar(
+        "SELECT count(*) FROM bs_reservations b WHERE b.migrated_v5_id IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM reservations r WHERE r.id = b.id)"))
     s.count("orphan_devices", "upserted", s.execute("""
         INSERT INTO orphan_devices (dev_eui, first_seen, last_seen, uplink_count)
         SELECT dev_eui, first_seen AT TIME ZONE 'UTC', last_seen AT TIME ZONE 'UTC', message_count FROM bs_orphans o

@@ -116,8 +116,8 @@ def ensure(run, role, password=None):
         record(run, "role", role, f"DROP OWNED BY {r}; DROP ROLE {r}")
     if password and not password_matches(run.cur, role, password):
         # the SCRAM verifier, not the password: nothing in clear reaches the server's logs
-        run.cur.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": scram_verifier(password)})
-        run.queries.append(f"ALTER ROLE {r} PASSWORD 'SCRAM-SHA-256$...'")
+        run.execute(f"ALTER ROLE {r} PASSWORD %(p)s", {"p": scram_verifier(password)},
+                    shown=f"ALTER ROLE {r} PASSWORD 'SCRAM-SHA-256$...'")
         run.count("rls", "password_set", 1)
     if run.scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %(r)s", {"r": role}):
         raise ConfigError(f"application role {role} is a superuser or has BYPASSRLS: row-level security can "

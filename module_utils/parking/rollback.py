@@ -8,6 +8,7 @@ import time
 from . import backup, ledger
 from .errors import ParkingError
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE
+from .statements import Statements
 
 # Rows V6 creates while it serves (cutover) that can hang on what phase 1 inserted. rollback-3
 # has copied them back to V5, so rollback-1 removes them with their parents; other rows that
@@ -31,13 +32,9 @@ DELETE_ORDER = ("device_assignments", "reservations", "orphan_devices", "spaces"
 
 def rollback(tgt_conn, run_id, phase="phase1"):
     t0 = time.time()
-    cur = tgt_conn.cursor()
-    queries, counts = [], {}
-
-    def ex(sql, params=None):
-        queries.append(" ".join(sql.split()))
-        cur.execute(sql, params)
-        return cur.rowcount
+    st = Statements(tgt_conn)  # recorded statements (ex) and catalog reads (cur) share one cursor
+    cur, ex, queries = st.cur, st.execute, st.queries
+    counts = {}
 
     if not ledger.exists(cur):
         return {"changed": False, "counts": {}, "executed_queries": [], "run_id": run_id,

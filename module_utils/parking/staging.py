@@ -39,7 +39,7 @@ def stage(run, name, optional, where=None):
     run.execute(f"CREATE TEMP TABLE {table} ({ddl}) ON COMMIT DROP")
     sql = select_sql(name, optional, where)
     copy_in = f"COPY {table} FROM STDIN"
-    run.queries.append(f"COPY ({sql}) TO STDOUT  ->  {copy_in}")
+    run.note(f"COPY ({sql}) TO STDOUT  ->  {copy_in}")
     n = pgcopy.stream(run.src, sql, run.cur, copy_in)
     run.execute(f"ANALYZE {table}")
     return n

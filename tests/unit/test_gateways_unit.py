@@ -1,4 +1,4 @@
-"""Unit tests of the pure rules of the ChirpStack gateway import (module_utils/parking/gateways.py)."""
+"""Unit tests of the pure rules of the ChirpStack gateway import (module_utils/parking/gateways/)."""
 import datetime as dt
 
 import pytest

@@ -103,7 +103,7 @@ def bulk_copy(run, table, select_sql, columns, fk_check_sql):
     if deferred:
         run.execute("SET LOCAL session_replication_role = replica")
     copy_in = f"COPY {table} ({columns}) FROM STDIN"
-    run.queries.append(f"COPY ({' '.join(select_sql.split())[:400]}...) TO STDOUT  ->  {copy_in}")
+    run.note(f"COPY ({' '.join(select_sql.split())[:400]}...) TO STDOUT  ->  {copy_in}")
     n = pgcopy.stream(run.src, select_sql, run.cur, copy_in)
     if deferred:
         run.execute("SET LOCAL session_replication_role = origin")
@@ -116,7 +116,7 @@ def bulk_copy(run, table, select_sql, columns, fk_check_sql):
 def copy_rejects(run, entity, select_sql):
     """Stream reject rows (run_id, entity, v5_id, reason) from the source into the ledger."""
     copy_in = f"COPY {L}.rejects (run_id, entity, v5_id, reason) FROM STDIN"
-    run.queries.append(f"COPY ({' '.join(select_sql.split())[:300]}...) TO STDOUT  ->  {copy_in}")
+    run.note(f"COPY ({' '.join(select_sql.split())[:300]}...) TO STDOUT  ->  {copy_in}")
     return pgcopy.stream(run.src, select_sql, run.cur, copy_in)
 
 

@@ -6,42 +6,33 @@ PREV_REASON) and keep what a later run and rollback-1 need for rows changed in p
 (save_before_images, record_state, note_conflicts, remember).
 """
 from .. import mapping, sqlfrag as F
+from ..statements import Statements
 
 L = F.LEDGER  # the ledger's schema, in the SQL of every module of the package
 
 
-class Run:
-    """Cursors, the run id and what the run did (queries, counts, rejects, warnings)."""
+class Run(Statements):
+    """Cursors, the run id and what the run did (queries, counts, rejects, warnings).
+
+    Statements run on the target's cursor ``cur`` and are recorded in ``queries`` (Statements);
+    a statement given no parameters gets the run's ``params`` (run, platform, now). ``src`` is the
+    V5 cursor (COPY streams, recorded with ``note``).
+    """
 
     def __init__(self, src_conn, tgt_conn, run_id, platform, progress=None):
+        super().__init__(tgt_conn)
         self.src = src_conn.cursor()
-        self.cur = tgt_conn.cursor()
         self.run_id = run_id
         self.platform = platform
-        self.queries = []
         self.counts = {}
         self.warnings = []
         self.timings = {}
         self.progress = progress or (lambda msg: None)
         self.cur.execute("SELECT now()")
         self.now = self.cur.fetchone()[0]  # the run's time: the target transaction's start
-        self.params = {"run": run_id, "platform": platform, "now": self.now}
+        self.params = {"run": run_id, "platform": platform, "now": self.now}  # Statements' defaults
         self.anonymous_email = mapping.ANONYMOUS_USER_EMAIL
         self.tenant_differences = []
-
-    def execute(self, sql, params=None):
-        self.queries.append(" ".join(sql.split()))
-        self.cur.execute(sql, self.params if params is None else params)
-        return self.cur.rowcount
-
-    def scalar(self, sql, params=None):
-        self.execute(sql, params)
-        row = self.cur.fetchone()
-        return row[0] if row else None
-
-    def rows(self, sql, params=None):
-        self.execute(sql, params)
-        return self.cur.fetchall()
 
     def count(self, entity, key, n):
         self.counts.setdefault(entity, {}).setdefault(key, 0)
