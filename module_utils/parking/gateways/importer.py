@@ -5,11 +5,10 @@ import json
 import uuid
 
 from .. import connection, ledger
-from ..errors import ConfigError, ParkingError
+from ..errors import ConfigError
 from ..eui import normalize_eui
 from ..mapping import PLATFORM_TENANT_ID
-from .plumbing import (PHASE, ImportFailed, _check_rls, _close, _db_errors, _live_columns, _lock, _progress,
-                       _session, _table_exists)
+from .plumbing import PHASE, GatewayRun, _check_rls, _live_columns, _lock, _session, _table_exists
 from .rules import (CONTENT_COLUMNS, DEFAULT_ONLINE_WINDOW, REQUIRED_COLUMNS, TARGET_TABLE, _now_sql,
                     _sql_value, _time_value, _validate_options, canonical_uuid, desired_row, gateway_id_hex,
                     gateway_status, heard_tenants, length_problems, plan_columns, resolve_owner, resolve_site,
@@ -24,18 +23,15 @@ def import_gateways(chirpstack_params, target_params, tenant_map=None,
                     dry_run=False, connect=None):
     """Import every ChirpStack gateway into V6. Returns the module result (JSON-safe dict)."""
     connect = connect or connection.connect
-    run_id = str(uuid.uuid4())
     counts = {"inserted": 0, "updated": 0, "unchanged": 0, "rejected": 0}
-    state = {"phase": "validate"}
     queries = []
-    cs_conn = target_conn = None
-    committed = False
-    try:
+    with GatewayRun("gateway import", "nothing was written", counts, "validate") as run:
+        run_id, state = run.run_id, run.state
         platform = _validate_options(platform_tenant_id, online_window, tenant_map)
         state["phase"] = "connect"
-        cs_conn = connect(chirpstack_params, "chirpstack")
+        cs_conn = run.open(connect, chirpstack_params, "chirpstack")
         cs_conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
-        target_conn = connect(target_params, "target")
+        target_conn = run.open(connect, target_params, "target")
         cs, target = _session(cs_conn, queries), _session(target_conn, queries)
 
         state["phase"] = "lock"
@@ -108,11 +104,7 @@ def import_gateways(chirpstack_params, target_params, tenant_map=None,
             ledger.finish(target.conn.cursor(), run_id, "succeeded", counts, {})
         after_count = target.scalar(SQL_COUNT)
 
-        if dry_run:
-            target_conn.rollback()
-        else:
-            target_conn.commit()
-            committed = True
+        run.finish(target_conn, dry_run)
         changed = counts["inserted"] + counts["updated"] > 0
         return {
             "changed": changed, "run_id": run_id, "imported": imported, "counts": counts,
@@ -121,21 +113,6 @@ def import_gateways(chirpstack_params, target_params, tenant_map=None,
                        "skipped_columns": plan["skipped"]},
             "diff": {"before": {"gateways": before_count}, "after": {"gateways": after_count}},
         }
-    except ParkingError as exc:
-        exc.progress = _progress(run_id, state["phase"], counts)
-        raise
-    except _db_errors() as exc:
-        detail = " ".join(str(exc).split())
-        err = ImportFailed(f"gateway import failed during {state['phase']}: {detail}; the target "
-                           f"transaction was rolled back, nothing was written")
-        err.progress = _progress(run_id, state["phase"], counts)
-        raise err from exc
-    finally:
-        _close(cs_conn)
-        if not committed:
-            _close(target_conn)
-        elif target_conn is not None:
-            target_conn.close()
 
 
 def _device_tenants(cs, target, platform, warnings):

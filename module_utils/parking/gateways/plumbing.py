@@ -1,6 +1,8 @@
 # PRIVATE: the parking-migrate engine. Plain Python (no Ansible imports) so it is
 # importable and unit-testable on its own; the modules in library/ are thin wrappers.
 """Database plumbing of the gateway import: its recorder, the lock, introspection, errors, closing."""
+import uuid
+
 from .. import connection, ledger, rollback
 from ..errors import ConfigError, ParkingError, SchemaMismatch
 from ..statements import Statements
@@ -69,3 +71,47 @@ def _check_rls(target, table):
 
 def _progress(run_id, phase, counts):
     return {"run_id": run_id, "phase": phase, "counts": dict(counts), "rolled_back": True}
+
+
+class GatewayRun:
+    """One import or undo: its run id, counts and current step (named in errors), its connections
+    (rolled back unless committed, always closed) and its error handling: a ParkingError gets the
+    run's progress, a database error becomes ImportFailed naming the step and `outcome`."""
+
+    def __init__(self, action, outcome, counts, step):
+        self.run_id = str(uuid.uuid4())
+        self.action, self.outcome, self.counts = action, outcome, counts
+        self.state = {"phase": step}
+        self._conns, self._committed = [], []
+
+    def open(self, connect, params, role):
+        conn = connect(params, role)
+        self._conns.append(conn)
+        return conn
+
+    def finish(self, conn, dry_run):
+        """Roll back (check mode) or commit the transaction."""
+        if dry_run:
+            conn.rollback()
+        else:
+            conn.commit()
+            self._committed.append(conn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        for conn in self._conns:
+            if conn in self._committed:
+                conn.close()
+            else:
+                _close(conn)
+        if isinstance(exc, ParkingError):
+            exc.progress = _progress(self.run_id, self.state["phase"], self.counts)
+        elif exc is not None and isinstance(exc, _db_errors()):
+            detail = " ".join(str(exc).split())
+            err = ImportFailed(f"{self.action} failed during {self.state['phase']}: {detail}; the target "
+                               f"transaction was rolled back, {self.outcome}")
+            err.progress = _progress(self.run_id, self.state["phase"], self.counts)
+            raise err from exc
+        return False

@@ -1,11 +1,8 @@
 # PRIVATE: the parking-migrate engine. Plain Python (no Ansible imports) so it is
 # importable and unit-testable on its own; the modules in library/ are thin wrappers.
 """state absent: undo every recorded gateway import (remove_gateways), through rollback-1's own path."""
-import uuid
-
 from .. import connection, ledger, rollback
-from ..errors import ParkingError
-from .plumbing import PHASE, ImportFailed, _check_rls, _close, _db_errors, _lock, _progress, _session
+from .plumbing import PHASE, GatewayRun, _check_rls, _lock, _session
 from .rules import TARGET_TABLE
 from .sql import SQL_COUNT
 
@@ -14,14 +11,11 @@ def remove_gateways(target_params, dry_run=False, connect=None):
     """Undo every recorded import through rollback-1's own path (rollback.undo_gateways): rows it
     updated restored as they were, rows it inserted deleted."""
     connect = connect or connection.connect
-    run_id = str(uuid.uuid4())
     counts = {"deleted": 0, "restored": 0, "missing": 0}
-    state = {"phase": "connect"}
     queries, warnings = [], []
-    target_conn = None
-    committed = False
-    try:
-        target_conn = connect(target_params, "target")
+    with GatewayRun("gateway rollback", "nothing was changed", counts, "connect") as run:
+        run_id, state = run.run_id, run.state
+        target_conn = run.open(connect, target_params, "target")
         target = _session(target_conn, queries)
         cur = target_conn.cursor()
         state["phase"] = "lock"
@@ -47,28 +41,10 @@ def remove_gateways(target_params, dry_run=False, connect=None):
                     warnings.append(f"{gone[1]} gateway row(s) phase 1 updated no longer exist; nothing to restore")
                 ledger.finish(cur, run_id, "succeeded", counts, {})
         after_count = target.scalar(SQL_COUNT)
-        if dry_run:
-            target_conn.rollback()
-        else:
-            target_conn.commit()
-            committed = True
+        run.finish(target_conn, dry_run)
         return {
             "changed": counts["deleted"] + counts["restored"] > 0 or bool(runs),
             "run_id": run_id, "rolled_back_runs": runs, "counts": counts, "warnings": warnings,
             "executed_queries": queries, "imported": [], "rejects": [],
             "diff": {"before": {"gateways": before_count}, "after": {"gateways": after_count}},
         }
-    except ParkingError as exc:
-        exc.progress = _progress(run_id, state["phase"], counts)
-        raise
-    except _db_errors() as exc:
-        detail = " ".join(str(exc).split())
-        err = ImportFailed(f"gateway rollback failed during {state['phase']}: {detail}; the target "
-                           f"transaction was rolled back, nothing was changed")
-        err.progress = _progress(run_id, state["phase"], counts)
-        raise err from exc
-    finally:
-        if not committed:
-            _close(target_conn)
-        elif target_conn is not None:
-            target_conn.close()
