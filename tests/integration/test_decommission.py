@@ -153,7 +153,7 @@ def test_refuses_without_the_confirmation(scratch):
 
 def test_check_mode_says_what_would_go_and_changes_nothing(scratch):
     proc, _ = phase4(scratch, "--check")
-    assert "Would dump" in proc.stdout and "Would remove containers" in proc.stdout
+    assert "Would dump" in proc.stdout and "Would stop containers" in proc.stdout
     assert_untouched(scratch)
 
 

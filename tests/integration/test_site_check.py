@@ -43,6 +43,6 @@ def test_site_check_says_what_every_phase_would_do_and_changes_nothing(tmp_path)
     assert "Rows that would move" in by_phase[1]["summary"][0] and "inserted" in by_phase[1]["summary"][0]
     assert "would be started" in by_phase[2]["summary"][0]
     assert by_phase[3]["status"] == "skipped" and "would switch" in by_phase[3]["summary"][0]
-    assert "Would remove containers" in by_phase[4]["summary"][0]
+    assert "Would stop containers" in by_phase[4]["summary"][0]
     assert "Would dump parking_v5" in proc.stdout
     print(f"site.yml --check: {seconds:.1f} s")
