@@ -114,3 +114,12 @@ attributes:
     platforms: posix
     description: Runs on the controller or any host that reaches the databases.
 """
+
+    # The modules that return no diff and run wherever the databases are reachable
+    NO_DIFF = r"""
+attributes:
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+"""

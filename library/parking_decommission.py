@@ -92,16 +92,13 @@ options:
         C(postgres)) and a failing login fails the module.
     type: dict
 extends_documentation_fragment:
+  - parking.no_diff
   - parking.target
   - parking.server
 attributes:
   check_mode:
     support: full
     description: Every check runs; nothing is recorded in the ledger.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 seealso:
   - module: community.postgresql.postgresql_db
 notes:

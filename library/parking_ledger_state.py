@@ -16,11 +16,9 @@ description:
     the ledger first; an existing record is kept unless I(replace=true).
   - I(state=absent) removes I(key), or every key when I(key) is omitted.
   - Decommission state (phase 4) is read and written by M(parking_decommission).
+extends_documentation_fragment:
+  - parking.target
 options:
-  target:
-    description: Connection to V6 (C(parking_v6)), the database holding the ledger.
-    type: dict
-    default: {}
   state:
     description: What to do.
     type: str
@@ -49,12 +47,6 @@ attributes:
 seealso:
   - module: parking_decommission
   - module: parking_v6_backsync
-notes:
-  - The connection is a dictionary with C(login_host), C(login_port), C(login_user),
-    C(login_password) (never logged), C(db), C(ssl_mode), C(ca_cert), C(ssl_cert), C(ssl_key) and
-    C(connect_timeout).
-requirements:
-  - psycopg2
 author:
   - parking-migrate
 """

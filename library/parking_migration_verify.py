@@ -47,16 +47,13 @@ options:
       - Default the retention the migration runs applied (kept in the ledger). C(0) compares all.
     type: int
 extends_documentation_fragment:
+  - parking.no_diff
   - parking.source
   - parking.target
 attributes:
   check_mode:
     support: full
     description: Read only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 seealso:
   - module: parking_tenant_migration
 author:
@@ -71,11 +68,10 @@ EXAMPLES = r"""
   register: gate
 
 - name: Keep the gate's report on the controller
-  ansible.builtin.copy:
-    content: "{{ gate.markdown }}"
-    dest: reports/phase1-verify.md
-    mode: "0644"
-  delegate_to: localhost
+  parking_report:
+    dir: "{{ parking_reports_dir }}"
+    files:
+      phase1-verify.md: "{{ gate.markdown }}"
 """
 
 RETURN = r"""

@@ -33,14 +33,12 @@ options:
   probe_dev_eui:
     description: EUI of the cutover's probe device; orphan records of it are not copied (its readings are).
     type: str
+extends_documentation_fragment:
+  - parking.no_diff
 attributes:
   check_mode:
     support: full
     description: The real run inside a V5 transaction that is rolled back; the same counts are returned.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 seealso:
   - module: parking_tenant_migration
 notes:

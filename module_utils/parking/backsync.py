@@ -13,7 +13,7 @@ second run writes nothing.
 """
 import time
 
-from . import mapping, pgcopy
+from . import ledger, mapping, pgcopy
 from .sqlfrag import LEDGER as L, READING_MARKER_LIKE, v5_occupancy_state
 from .statements import Statements
 
@@ -54,6 +54,9 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
     t0 = time.time()
     v6_conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
     s = Sync(v6_conn, v5_conn)
+    # the migration's one lock, in V5's database (advisory locks are per database): two copies
+    # back never interleave their writes
+    ledger.lock(s.cur)
     params = {"since": since, "probe": (probe_dev_eui or "").upper()}
 
     # 1. read V6 (one snapshot) into TEMP tables of the V5 transaction

@@ -97,6 +97,21 @@ def test_two_first_runs_at_once_one_waits_for_the_lock_never_a_catalog_error(scr
     conn.close()
 
 
+def test_a_copy_back_waits_for_no_other_one(scratch):
+    """Back-sync writes V5 under the same lock, taken in V5's database: a second copy back while
+    one runs stops with the lock's message before reading or writing anything."""
+    from parking import backsync
+    holder = connect()
+    holder.cursor().execute("SELECT pg_advisory_xact_lock(hashtext('parking-migrate'))")
+    v6, v5 = connect(), connect()
+    try:
+        with pytest.raises(LockBusy, match="holds the migration lock"):
+            backsync.backsync(v6, v5, "2026-11-30T00:00:00+00:00")
+    finally:
+        for conn in (v6, v5, holder):
+            conn.close()
+
+
 def test_a_ledger_from_before_versions_is_upgraded_and_its_gateway_records_kept(scratch):
     """A ledger written before versions (tables created one by one, gateway imports in their own
     table) becomes version 1 + 2: nothing lost, gateway records where rollback-1 reads them."""
