@@ -234,7 +234,7 @@ def test_a_differing_restore_is_never_recorded_and_a_changed_live_db_never_dropp
     assert res.get("failed") and "changed since its backup" in res["msg"] and table in res["msg"], res
     assert _exists(live)
     # leave the scratch as the next test expects it: no backups recorded, live as it was
-    ledger_sql("DROP TABLE parking_migrate.backups, parking_migrate.decommission")
+    ledger_sql("DELETE FROM parking_migrate.backups; DELETE FROM parking_migrate.decommission")
     U.admin_sql(f"DROP DATABASE {live} WITH (FORCE)", f"CREATE DATABASE {live} TEMPLATE {copy} OWNER parking_user",
                 f"DROP DATABASE {copy} WITH (FORCE)")
     assert U.fingerprint(live) == scratch["before"][live]
