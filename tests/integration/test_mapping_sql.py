@@ -10,45 +10,26 @@ case with its reason: the engine keeps its behaviour until someone decides which
 a case that starts to agree fails (XPASS) so that it is removed from the list.
 """
 import datetime as dt
-import os
 import uuid
 
 import psycopg2
 import pytest
 
+import p1util as U
 from labdb import lab_pg_params
 from parking import eui, mapping, sqlfrag as F
 
 DB = "parking_map_sqltest"
-ADMIN_USER = os.environ.get("PARKING_LAB_PG_ADMIN_USER", "parking")
-ADMIN_PASSWORD = os.environ.get("PARKING_LAB_PG_ADMIN_PASSWORD", "lab-superuser-secret")
 LOCALE = "C.UTF-8"
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 US = dt.timedelta(microseconds=1)
 
 
-def _admin():
-    conn = psycopg2.connect(dbname="postgres", connect_timeout=5,
-                            **dict(lab_pg_params(), user=ADMIN_USER, password=ADMIN_PASSWORD))
-    conn.autocommit = True
-    return conn
-
-
-def _admin_sql(*statements):
-    conn = _admin()
-    try:
-        with conn.cursor() as cur:
-            for sql in statements:
-                cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 def pg():
     owner = lab_pg_params()["user"]
-    _admin_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)",
+    U.admin_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)",
                f"CREATE DATABASE {DB} OWNER {owner} TEMPLATE template0 ENCODING 'UTF8' "
                f"LC_COLLATE '{LOCALE}' LC_CTYPE '{LOCALE}'")
     conn = psycopg2.connect(dbname=DB, connect_timeout=5, options="-c TimeZone=UTC", **lab_pg_params())
@@ -57,7 +38,7 @@ def pg():
         yield conn
     finally:
         conn.close()
-        _admin_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        U.admin_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
 
 def evaluate(pg, exprs, columns, rows, timezone="UTC"):
