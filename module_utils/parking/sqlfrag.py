@@ -89,6 +89,19 @@ def history_kept_v6(col, cutoff):
 
 
 SNAPSHOT_MARK = "source_snapshot"  # kept with the watermarks: the V5 snapshot a run read
+SOURCE_MARK = "source_database"  # beside it: which database that snapshot's transaction ids belong to
+
+# The cluster (pg_control_system's identifier, readable by any role) and the database's oid:
+# transaction ids and xmin compare only within one cluster, and a database restored from a dump
+# (phase 4's backup checked by molecule, an operator's copy) has new xmins on every row.
+SOURCE_IDENTITY = ("SELECT (SELECT system_identifier FROM pg_control_system())::text || '/' || oid::text "
+                   "FROM pg_database WHERE datname = current_database()")
+
+
+def source_identity(cur):
+    """The identity SOURCE_MARK records for the database `cur` reads."""
+    cur.execute(SOURCE_IDENTITY)
+    return cur.fetchone()[0]
 
 
 def seen_by(snapshot, ref_xid8):
@@ -111,9 +124,14 @@ def seen_by(snapshot, ref_xid8):
 
 def seen_by_run(cur, watermarks):
     """seen_by for the snapshot a run recorded beside its watermarks, with this cursor's snapshot as
-    the epoch reference; "true" when the run recorded none (an older ledger)."""
+    the epoch reference; "true" (every row up to the watermark) when the run recorded none (an
+    older ledger) or when `cur` reads another database than the run read (a restored copy: its
+    rows' xmins say nothing about the run's snapshot; a copy is checked for everything it holds)."""
     snapshot = (watermarks or {}).get(SNAPSHOT_MARK)
     if not snapshot:
+        return "true"
+    recorded = (watermarks or {}).get(SOURCE_MARK)
+    if recorded and recorded != source_identity(cur):
         return "true"
     cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
     return seen_by(snapshot, cur.fetchone()[0])

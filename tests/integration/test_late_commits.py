@@ -3,11 +3,14 @@ one with a higher id. A migration run's watermark (max id it saw) then sits abov
 not see. The delta's overlap window catches that row; the verification gate must compare only
 what the run's snapshot saw (sqlfrag.seen_by with the snapshot recorded beside the watermarks),
 or it fails a correct migration (CI, 2026-12-01: "1297 readings in V6, V5 has 1298 up to id 11768")."""
+import os
+import subprocess
+
 import psycopg2
 import pytest
 
 import p1util as U
-from parking.sqlfrag import seen_by
+from parking.sqlfrag import SNAPSHOT_MARK, SOURCE_MARK, seen_by, seen_by_run, source_identity
 
 DB = "parking_late_commit_test"
 
@@ -53,3 +56,51 @@ def test_the_gate_sees_what_the_run_saw_not_a_row_committed_after(scratch):
     finally:
         for conn in (slow, fast, run, gate):
             conn.close()
+
+
+def test_a_restored_copy_is_checked_for_every_row_it_holds(scratch):
+    """A copy restored from a dump (phase 4's backup, restored and gated in molecule) has new xmins
+    on every row: against the run's snapshot none would count as seen, and the gate would expect
+    0 readings (CI, 2026-12-01: "expected 0 rows, found 1031"). The run records which database its
+    snapshot belongs to; on any other database every row up to the watermark counts."""
+    copy = f"{scratch}_restored"
+    run = connect(scratch)
+    try:
+        c = run.cursor()
+        c.execute("INSERT INTO readings (v) VALUES ('a'), ('b')")
+        run.commit()
+        c.execute("SELECT max(id), pg_current_snapshot()::text FROM readings")
+        watermark, snapshot = c.fetchone()
+        marks = {SNAPSHOT_MARK: snapshot, SOURCE_MARK: source_identity(c)}
+        run.commit()
+    finally:
+        run.close()
+    U.admin_sql(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)", f"CREATE DATABASE {copy}")
+    try:
+        p = U.lab_pg_params()
+        env = dict(os.environ, PGPASSWORD=U.ADMIN_PASSWORD)
+        conn_args = ["-h", p["host"], "-p", str(p["port"]), "-U", U.ADMIN_USER]
+        dump = subprocess.run(["pg_dump", "-Fc", *conn_args, "-d", scratch], env=env, check=True,
+                              capture_output=True).stdout
+        subprocess.run(["pg_restore", "--exit-on-error", *conn_args, "-d", copy], input=dump, env=env,
+                       check=True, capture_output=True)
+        for db, expected in ((scratch, 2), (copy, 2)):
+            conn = connect(db)
+            try:
+                g = conn.cursor()
+                g.execute(f"SELECT count(*) FROM readings WHERE id <= %s AND {seen_by_run(g, marks)}",
+                          (watermark,))
+                assert g.fetchone()[0] == expected, db
+            finally:
+                conn.close()
+        # the restored rows' xmins are not those the snapshot saw: without the database check, 0
+        conn = connect(copy)
+        try:
+            g = conn.cursor()
+            g.execute(f"SELECT count(*) FROM readings WHERE id <= %s AND {seen_by_run(g, {SNAPSHOT_MARK: snapshot})}",
+                      (watermark,))
+            assert g.fetchone()[0] == 0
+        finally:
+            conn.close()
+    finally:
+        U.drop(copy)

@@ -310,7 +310,7 @@ def test_known_disagreement(pg, fragment, value):
 COVERED = {"slugify", "device_status", "space_state", "occupied", "v5_occupancy_state", "reservation_status",
            "reservation_ended", "membership_rank", "membership_role", "history_kept", "history_expired",
            "history_kept_v6", "eui", "eui_reason", "derived", "sequential"}
-NO_TWIN = {"utc_naive", "seen_by", "seen_by_run", "prev_join", "mapped"}
+NO_TWIN = {"utc_naive", "seen_by", "seen_by_run", "source_identity", "prev_join", "mapped"}
 
 
 def test_every_fragment_is_checked_here_or_has_no_python_twin():

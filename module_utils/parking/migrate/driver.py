@@ -96,6 +96,7 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     snap = run.src.connection.cursor()
     snap.execute("SELECT pg_current_snapshot()::text")  # the snapshot every V5 read of this run shares
     new_marks[F.SNAPSHOT_MARK] = snap.fetchone()[0]
+    new_marks[F.SOURCE_MARK] = F.source_identity(snap)
     for table, staged_fn in (("sensor_readings", history.migrate_readings),
                              ("state_changes", history.migrate_state_changes)):
         wm = int(marks.get(table, 0))
