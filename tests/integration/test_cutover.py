@@ -77,6 +77,19 @@ def loaded_lab():
         container_healthy("parking-traefik")
 
 
+@pytest.fixture(autouse=True)
+def no_play_left(loaded_lab):
+    """A case that failed while its play still ran must not leave that play acting in the next case:
+    stop it and put the lab back on V5 (rollback-3), V6 and Traefik healthy."""
+    yield
+    if Play.stop_all():
+        subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
+                       capture_output=True)
+        container_healthy("parking-api-v6")
+        container_healthy("parking-traefik")
+        run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
+
+
 def ledger_keys():
     """The cutover state keys in the V6 ledger (phase 4 trusts 'switched')."""
     conn = psycopg2.connect(dbname="parking_v6", **lab_pg_params())
@@ -122,8 +135,7 @@ def test_cutover_under_load_with_automatic_revert_and_rollback_3(loaded_lab):
     # 1. V6 turns unhealthy in the middle of a cutover: routing goes back to V5 on its own
     t0 = time.time()
     play = Play("playbooks/03-cutover.yml")
-    wait_for(lambda: v6_weight() == 10 or not play.running(), timeout=180, interval=0.05)
-    assert play.running(), play.out[-3000:]
+    play.until(lambda: v6_weight() == 10)
     subprocess.run(["docker", "exec", "parking-api-v6", "touch", "/tmp/parking-lab-unhealthy"], check=True)
     t_fault = time.time()
     rc = play.wait()
@@ -182,8 +194,7 @@ def test_v6_killed_mid_cutover_costs_nothing(loaded_lab, when):
                "final gate": lambda play: play.reached("Catch up what V5 wrote during the switch")}[when]
     t0 = time.time()
     play = Play("playbooks/03-cutover.yml")
-    wait_for(lambda: reached(play) or not play.running(), timeout=240, interval=0.05)
-    assert play.running(), play.out[-3000:]
+    play.until(lambda: reached(play))
     subprocess.run(["docker", "kill", "parking-api-v6"], check=True, capture_output=True)
     t_kill = time.time()
     rc = play.wait()
@@ -208,8 +219,7 @@ def test_traefik_restart_mid_cutover_is_noticed_and_reverted(loaded_lab):
     The play must see it (its gates read Traefik's start time and what clients saw) and revert."""
     t0 = time.time()
     play = Play("playbooks/03-cutover.yml")
-    wait_for(lambda: v6_weight() == 10 or not play.running(), timeout=240, interval=0.05)
-    assert play.running(), play.out[-3000:]
+    play.until(lambda: v6_weight() == 10)
     t_restart = time.time()
     subprocess.run(["docker", "restart", "parking-traefik"], check=True, capture_output=True)
     serving = wait_for(lambda: backend() is not None, timeout=60, interval=0.05)

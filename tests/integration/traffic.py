@@ -8,9 +8,11 @@ sign tokens with their own keys and have their own routes, so clients log in aga
 switch, as real ones reload), and one retry; a failure is a 5xx, a connection error, or a 401/404
 right after logging in. Every request is recorded with its time, status, latency and backend.
 """
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -159,14 +161,20 @@ def beyond_baseline(baseline_failed, baseline_n, failed, n):
 
 class Play:
     """ansible-playbook in the background; its output is read as it comes, so a test can act when
-    the play reaches a task (`reached(text)`)."""
+    the play reaches a task (`reached(text)`). Every play started is in `Play.started` until a
+    test's clean-up has seen it end (`stop_all`): a test that fails while its play still runs
+    must not leave that play to act in the next test."""
+
+    started = []
 
     def __init__(self, *args):
         env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
         env["PATH"] = os.path.join(ROOT, ".venv", "bin") + os.pathsep + env.get("PATH", "")
         self.t0 = time.time()
         self.proc = subprocess.Popen([*NICE, "ansible-playbook", *args], cwd=ROOT, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        Play.started.append(self)
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -185,10 +193,46 @@ class Play:
     def running(self):
         return self.proc.poll() is None
 
-    def wait(self, timeout=600):
+    def wait(self, timeout=1500):
         self.proc.wait(timeout=timeout)
         self._reader.join(timeout=10)
         return self.proc.returncode
+
+    def until(self, predicate, timeout=900, interval=0.05):
+        """Poll predicate() until truthy while the play runs. The play ending first, or the time-out,
+        fails with the play's output so far (a slow machine shows which task took the time)."""
+        deadline = time.time() + timeout
+        while True:
+            if predicate():
+                return True
+            if not self.running():
+                raise AssertionError(f"the play ended (rc {self.proc.returncode}) before the condition:\n"
+                                     + self.out[-4000:])
+            if time.time() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s, the play still runs:\n"
+                                     + self.out[-4000:])
+            time.sleep(interval)
+
+    def stop(self):
+        """Terminate the play and everything it started (its own session); True if it was running."""
+        if not self.running():
+            return False
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return True
+
+    @classmethod
+    def stop_all(cls):
+        """Stop every play still running; return how many had to be stopped."""
+        stopped = sum(play.stop() for play in cls.started)
+        cls.started.clear()
+        return stopped
 
 
 def container_healthy(name, timeout=90):
