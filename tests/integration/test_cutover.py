@@ -71,10 +71,7 @@ def loaded_lab():
                 "uplinks": {k: v for k, v in uplinks.account(t_b0, t_b1).items() if k != "examples"}}
         record("baseline", base)
         yield {"client": client, "baseline": base}
-        subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
-                       capture_output=True)
-        container_healthy("parking-api-v6")
-        container_healthy("parking-traefik")
+        v6_and_traefik_healthy()
 
 
 @pytest.fixture(autouse=True)
@@ -83,11 +80,16 @@ def no_play_left(loaded_lab):
     stop it and put the lab back on V5 (rollback-3), V6 and Traefik healthy."""
     yield
     if Play.stop_all():
-        subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
-                       capture_output=True)
-        container_healthy("parking-api-v6")
-        container_healthy("parking-traefik")
+        v6_and_traefik_healthy()
         run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
+
+
+def v6_and_traefik_healthy():
+    """Undo what a case may have done to the containers: V6's health fault, a kill, a restart."""
+    subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
+                   capture_output=True)
+    container_healthy("parking-api-v6")
+    container_healthy("parking-traefik")
 
 
 def ledger_keys():

@@ -18,7 +18,7 @@ import threading
 import time
 
 from labdb import NICE, ROOT
-from labutil import STATE_DIR, traefik
+from labutil import STATE_DIR, traefik, wait_for
 
 
 class ApiClient(threading.Thread):
@@ -199,19 +199,19 @@ class Play:
         return self.proc.returncode
 
     def until(self, predicate, timeout=900, interval=0.05):
-        """Poll predicate() until truthy while the play runs. The play ending first, or the time-out,
+        """labutil.wait_for(predicate) while the play runs. The play ending first, or the time-out,
         fails with the play's output so far (a slow machine shows which task took the time)."""
-        deadline = time.time() + timeout
-        while True:
-            if predicate():
-                return True
-            if not self.running():
-                raise AssertionError(f"the play ended (rc {self.proc.returncode}) before the condition:\n"
-                                     + self.out[-4000:])
-            if time.time() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s, the play still runs:\n"
-                                     + self.out[-4000:])
-            time.sleep(interval)
+        met = []  # the predicate is checked once per poll (a step can pass between two checks)
+        try:
+            wait_for(lambda: met.append(bool(predicate())) or met[-1] or not self.running(),
+                     timeout=timeout, interval=interval)
+        except AssertionError:
+            raise AssertionError(f"condition not met within {timeout} s, the play still runs:\n"
+                                 + self.out[-4000:]) from None
+        if not met[-1]:
+            raise AssertionError(f"the play ended (rc {self.proc.returncode}) before the condition:\n"
+                                 + self.out[-4000:])
+        return True
 
     def stop(self):
         """Terminate the play and everything it started (its own session); True if it was running."""
