@@ -2,7 +2,9 @@
 
 migrate() takes the ledger lock, checks the live schemas and the platform tenant, stages V5,
 runs the entities in dependency order (registry, links), then the history above and just below
-the watermarks (history), RLS, the counts before and after, the result and the gate. The steps
+the watermarks (history), RLS, the counts before and after, the result and the gate, and last
+the rows V6's webhook locks on every uplink (links.sync_hot_state), so a serving V6 never waits
+for the run's history copy or gate to release them. The steps
 are called as attributes of their modules (registry.migrate_sites, history.direct_readings, ...),
 looked up at each call as before the split, so a test can wrap one in its module.
 """
@@ -87,7 +89,7 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     step("reservations", registry.migrate_reservations, run)
     step("orphan_devices", registry.migrate_orphans, run)
     step("orphan_devices", links.resolve_orphans, run)
-    step("live_state", links.sync_live_state, run)
+    step("reservation_state", links.sync_reservations, run)
 
     new_marks = dict(marks)
     since = f' AND s."timestamp" >= {quote.literal(run.src, history_since)}::timestamptz' if history_since else ""
@@ -139,18 +141,12 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     reject_total = run.scalar(f"SELECT count(*) FROM {L}.rejects WHERE run_id = %(run)s")
     by_reason = run.rows(f"SELECT entity, regexp_replace(reason, $q$'.*'$q$, $q$'...'$q$) AS r, count(*) "
                          f"FROM {L}.rejects WHERE run_id = %(run)s GROUP BY 1, 2 ORDER BY 1, 3 DESC")
-    # what this run did, not row counts: V6 may be live and writing on its own
-    changed = any(v for e in run.counts.values() for k, v in e.items()
-                  if k in ("inserted", "created", "resolved", "password_set", "placeholder_created")
-                  or k.endswith(("linked", "synced", "closed", "reordered")))
     decisions = run.rows(f"""SELECT entity, v5_id, decision, detail FROM {L}.decisions WHERE run_id = %(run)s
                              ORDER BY decision, entity, v5_id LIMIT 1000""")
     decision_counts = run.rows(f"""SELECT decision, entity, count(*) FROM {L}.decisions WHERE run_id = %(run)s
                                    GROUP BY 1, 2 ORDER BY 1, 2""")
-    status = "succeeded"
-    ledger.finish(run.cur, run_id, status, run.counts, new_marks)
     result = {
-        "run_id": run_id, "mode": mode, "changed": changed, "counts": run.counts,
+        "run_id": run_id, "mode": mode, "changed": None, "counts": run.counts,
         "rejects": [{"entity": e, "v5_id": i, "reason": r} for e, i, r in rejects],
         "rejects_total": reject_total,
         "rejects_by_reason": [{"entity": e, "reason": r, "count": n} for e, r, n in by_reason],
@@ -176,6 +172,13 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         if not result["gate"]["passed"]:
             raise GateFailed("the verification gate failed inside the run, so nothing was committed: "
                              + oracle.summary(result["gate"]), result)
+    # last before the commit: the rows V6's webhook locks on every uplink (links.sync_hot_state)
+    step("hot_state", links.sync_hot_state, run)
+    # what this run did, not row counts: V6 may be live and writing on its own
+    result["changed"] = any(v for e in run.counts.values() for k, v in e.items()
+                            if k in ("inserted", "created", "resolved", "password_set", "placeholder_created")
+                            or k.endswith(("linked", "synced", "closed", "reordered")))
+    ledger.finish(run.cur, run_id, "succeeded", run.counts, new_marks)
     return result
 
 

@@ -1,9 +1,9 @@
 """What phase 1 changes in rows V6 already holds (phase 1 engine, see __init__).
 
 The space <-> device links (link_plan, link_spaces), device_assignments from those links, the
-live-state sync of mapped rows (a space's state, a device's last uplink, a reservation's
-status: guarded, settle, sync_live_state) and the resolution of orphan rows whose EUI is now a
-registered sensor. Every such change keeps a before-image so rollback-1 restores it exactly.
+live-state sync of mapped rows (guarded, settle; a reservation's status: sync_reservations; a
+device's last uplink and a space's state, the rows V6's webhook locks: sync_hot_state, written
+last) and the resolution of orphan rows whose EUI is now a registered sensor. Every such change keeps a before-image so rollback-1 restores it exactly.
 """
 from .. import mapping, sqlfrag as F
 from .registry import DEVICE_KINDS, anonymous_user
@@ -160,11 +160,24 @@ def settle(run, entity, v6_sig, label):
         || quote_literal(v6_now) || ' since the last run: V6 kept'""")
 
 
-def sync_live_state(run):
-    """What V5 keeps updating while live: a space's state, a device's last uplink, a reservation's
-    status. A space's state and a reservation's status follow V5 only while V6 still holds what
-    the tool wrote (guarded: V6's edits win, a conflict is reported); a device's last uplink only
-    moves forward. Before-images keep rollback exact."""
+def sync_hot_state(run):
+    """What V5 keeps updating on every uplink: a device's last uplink (only moves forward) and a
+    space's state (follows V5 only while V6 still holds what the tool wrote: guarded, V6's edits
+    win, a conflict is reported). Before-images keep rollback exact.
+
+    These are the rows V6's webhook locks for every uplink it takes (UPDATE sensor_devices, then
+    UPDATE spaces), so the run writes them last, after its gate and just before its commit: its
+    row locks on them are held for milliseconds, not through the history copy and the gate (an
+    uplink to a serving V6 waited for the run's commit: seconds on a busy host, past what
+    ChirpStack waits for an answer). Devices first, then spaces: the order V6's webhook takes
+    them, so the two never wait on each other in a cycle (a deadlock would fail one of them)."""
+    for table in DEVICE_KINDS:
+        seen = (f"SELECT t.id FROM {table} t JOIN m_{table} m ON m.v6_id = t.id WHERE m.action = 'mapped' "
+                f"AND {F.utc_naive('m.last_seen_at')} > coalesce(t.last_seen_at, '-infinity')")
+        save_before_images(run, table, seen)
+        run.count(table, "last_seen_synced", run.execute(f"""
+            UPDATE {table} t SET last_seen_at = {F.utc_naive('m.last_seen_at')}
+            FROM m_{table} m WHERE t.id IN ({seen}) AND m.v6_id = t.id"""))
     state = F.space_state("m.state")
     newer = "m.updated_at > coalesce(t.updated_at, '-infinity')"
     targets = guarded(run, "spaces", "m.state", "t.current_state",
@@ -175,13 +188,14 @@ def sync_live_state(run):
                state_changed_at = {F.utc_naive('m.updated_at')}
         FROM m_spaces m WHERE t.id IN ({targets}) AND m.v6_id = t.id"""))
     settle(run, "spaces", "t.current_state", "space")
-    for table in DEVICE_KINDS:
-        seen = (f"SELECT t.id FROM {table} t JOIN m_{table} m ON m.v6_id = t.id WHERE m.action = 'mapped' "
-                f"AND {F.utc_naive('m.last_seen_at')} > coalesce(t.last_seen_at, '-infinity')")
-        save_before_images(run, table, seen)
-        run.count(table, "last_seen_synced", run.execute(f"""
-            UPDATE {table} t SET last_seen_at = {F.utc_naive('m.last_seen_at')}
-            FROM m_{table} m WHERE t.id IN ({seen}) AND m.v6_id = t.id"""))
+
+
+def sync_reservations(run):
+    """A reservation's status follows V5 while V6 still holds what the tool wrote (guarded: V6's
+    edits win, a conflict is reported); one V5 still runs is closed once its window ended; one
+    migrated without a user gets it. Before-images keep rollback exact. (The gate checks
+    statuses: this runs before it.)"""
+    newer = "m.updated_at > coalesce(t.updated_at, '-infinity')"
     status = F.reservation_status("m.status", "m.end_time")
     changed = guarded(run, "reservations", "m.status", "t.status", f"t.status IS DISTINCT FROM {status}", newer)
     save_before_images(run, "reservations", changed)
