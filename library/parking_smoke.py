@@ -11,7 +11,8 @@ description:
     the public API host, as its users and ChirpStack reach it (HTTPS through Traefik, certificate
     verified).
   - C(health) - C(GET /health) answers 200 and a version of O(expect_backend) (C(5.) or C(6.)),
-    status healthy.
+    status healthy; another backend's answer is asked again for up to O(failover_grace) seconds
+    (Traefik's failover while V6's health check recovers).
   - Each backend is checked with its own contract - V5's C(/api/v1) routes; the real V6's
     C(POST /api/auth/login) (form fields C(username), C(password)) and paged C(/api/v6) lists
     (C(docs/v6-contract.md)).
@@ -172,6 +173,14 @@ options:
     description: Longest wait of the C(routing) check, in seconds.
     type: float
     default: 30
+  failover_grace:
+    description:
+      - How long the C(health) check asks again while another backend than O(expect_backend) answers,
+        in seconds (V(0) - not at all).
+      - Traefik's failover sends V6's share to V5 while V6's active health check fails; on a busy
+        host one slow C(/health) takes V6 out until the next check passes, at no cost to clients.
+    type: float
+    default: 10
 attributes:
   check_mode:
     support: partial

@@ -27,6 +27,7 @@ def smoke_spec():
         error_rate_requests=dict(type="int", default=40),
         error_rate_max=dict(type="float", default=0.0),
         routing_timeout=dict(type="float", default=30.0),
+        failover_grace=dict(type="float", default=10.0),
     )
 
 

@@ -451,3 +451,49 @@ def test_routing_fails_with_what_traefik_serves_when_the_file_never_loads():
     out = _routing_run([None], "v6=100", timeout=0.3)
     check = out["checks"][0]
     assert check["passed"] is False and "'v6=100'" in check["detail"] and "Traefik's log" in check["detail"]
+
+
+class _Versions:
+    """Answers /health with the given versions in turn (Traefik's failover: V5 answers while V6's
+    active health check has it out), the last one from then on."""
+
+    def __init__(self, versions):
+        self.versions, self.calls = list(versions), 0
+
+    def request(self, host, method, path, body=None, token=None, form=None):
+        self.calls += 1
+        version = self.versions.pop(0) if len(self.versions) > 1 else self.versions[0]
+        return smoke.Response(200, {}, json.dumps({"status": "healthy", "version": version}).encode(), 1.0)
+
+    def vhost(self, host):
+        return f"{host}.example.test"
+
+
+def _health_run(versions, grace):
+    run = smoke.SmokeRun(smoke.normalise_options(options(checks=["health"], expect_backend="v6",
+                                                         failover_grace=grace)))
+    run.http = _Versions(versions)
+    return run, run.run()["checks"][0]
+
+
+def test_health_asks_again_while_traefiks_failover_answers_from_the_other_backend():
+    run, check = _health_run(["5.8.0", "5.8.0", "6.0.0"], grace=5)
+    assert check["passed"] and check["facts"]["other_backend_answers"] == 2 and run.http.calls == 3
+    assert "answered 2 times" in check["detail"] and run.wrong_backend is None
+
+
+def test_health_fails_when_the_other_backend_answers_for_the_whole_grace():
+    t0 = time.monotonic()
+    run, check = _health_run(["5.8.0"], grace=0.5)
+    assert check["passed"] is False and "is not V6" in check["detail"] and run.wrong_backend == "5.8.0"
+    assert 0.5 <= time.monotonic() - t0 < 3 and run.http.calls >= 2
+
+
+def test_health_without_grace_fails_at_the_first_other_answer():
+    run, check = _health_run(["5.8.0", "6.0.0"], grace=0)
+    assert check["passed"] is False and run.http.calls == 1
+
+
+def test_failover_grace_must_not_be_negative():
+    with pytest.raises(ConfigError, match="failover_grace"):
+        smoke.normalise_options(options(failover_grace=-1))

@@ -162,11 +162,14 @@ def normalise_options(params):
         "error_rate_max": float(p.get("error_rate_max") or 0.0),
         "expect_routing": p.get("expect_routing"),
         "routing_timeout": float(p.get("routing_timeout") or 30.0),
+        "failover_grace": float(10.0 if p.get("failover_grace") is None else p.get("failover_grace")),
     }
     if not 1 <= opts["connect_port"] <= 65535:
         raise ConfigError(f"connect_port must be 1-65535, got {opts['connect_port']}")
     if opts["timeout"] <= 0:
         raise ConfigError("timeout must be positive")
+    if opts["failover_grace"] < 0:
+        raise ConfigError("failover_grace must be 0 or more seconds")
     if opts["ca_file"] and not os.path.isfile(opts["ca_file"]):
         raise ConfigError(f"ca_file {opts['ca_file']!r} does not exist")
     checks = p.get("checks")
