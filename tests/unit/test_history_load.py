@@ -1,0 +1,95 @@
+"""Unit tests of how phase 1 loads history (plain Python, no database): the bulk-or-live rule
+and what a bulk load drops and builds again (migrate/bulk.py)."""
+import pytest
+
+from parking.migrate import bulk
+
+# --- bulk or live ---------------------------------------------------------------------------
+
+
+def choose(**kw):
+    args = dict(mode="full", cutover=set(), others=0, rows_to_load=1_000_000, rows_present=0,
+                min_rows=bulk.BULK_MIN_ROWS, table_ok=True)
+    args.update(kw)
+    return bulk.choose(**args)
+
+
+def test_a_full_run_on_a_v6_nobody_uses_loads_in_bulk():
+    path, reason = choose()
+    assert path == bulk.BULK and "not serving" in reason
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"mode": "delta"}, "delta run"),
+    ({"cutover": {"started"}}, "cutover is recorded (started)"),
+    ({"cutover": {"switched", "started"}}, "started, switched"),
+    ({"others": 1}, "1 other session(s) connected"),
+    ({"min_rows": None}, "turned off"),
+    ({"rows_to_load": 99_999}, "fewer than 100,000"),
+    ({"rows_present": 1_000_001}, "already holds more rows"),
+    ({"table_ok": "the login is not the table's owner"}, "not the table's owner"),
+])
+def test_anything_that_says_v6_may_serve_or_the_load_is_small_keeps_it_live(kw, words):
+    path, reason = choose(**kw)
+    assert path == bulk.LIVE and words in reason, reason
+
+
+def test_serving_wins_over_size_and_the_threshold_is_inclusive():
+    assert choose(mode="delta", rows_to_load=10**8)[0] == bulk.LIVE
+    assert choose(others=3, min_rows=0)[0] == bulk.LIVE
+    assert choose(rows_to_load=100_000)[0] == bulk.BULK
+    assert choose(rows_to_load=5, rows_present=5, min_rows=0)[0] == bulk.BULK
+
+
+# flags of bulk.INDEX_SQL after name, schema and definition (validity as "valid")
+PLAIN = [False, False, False, True, False, False, False, False, False, False, False]
+
+
+def flags(**on):
+    out = list(PLAIN)
+    for name, value in on.items():
+        out[bulk.INDEX_FLAGS.index(name.replace("_", " "))] = value
+    return out
+
+
+def test_only_plain_indexes_are_dropped():
+    assert bulk.index_kept_because(PLAIN) is None
+    assert bulk.index_kept_because(flags(primary_key=True, unique=True)) == "primary key, unique"
+    assert bulk.index_kept_because(flags(**{"not valid or not ready": False})) == "not valid or not ready"
+    for name in ("exclusion", "replica identity", "clustered", "own tablespace", "has a comment",
+                 "per-column statistics target", "a constraint rests on it", "another object depends on it"):
+        assert bulk.index_kept_because(flags(**{name: True})) == name
+
+
+def test_partitioned_inherited_or_foreign_owned_tables_stay_live():
+    assert bulk.table_kept_because("r", True, False) is True
+    assert "partitioned" in bulk.table_kept_because("p", True, False)
+    assert "inheritance" in bulk.table_kept_because("r", True, True)
+    assert "owner" in bulk.table_kept_because("r", False, False)
+
+
+def test_a_plan_builds_again_exactly_what_it_dropped_by_name():
+    p = bulk.Plan("sensor_readings",
+                  [("public", "idx_dev", "CREATE INDEX idx_dev ON public.sensor_readings USING btree (device_id)"),
+                   ("public", "Odd Name", 'CREATE INDEX "Odd Name" ON public.sensor_readings USING btree (fcnt)')],
+                  [("fk_t", "FOREIGN KEY (tenant_id) REFERENCES tenants(id)"),
+                   ("fk_d", "FOREIGN KEY (device_id) REFERENCES sensor_devices(id) NOT VALID")],
+                  [("sensor_readings_pkey", "primary key")])
+
+    def ident(*names):
+        return ".".join('"' + n.replace('"', '""') + '"' for n in names)
+    assert p.drop_sql(ident) == ['DROP INDEX "public"."idx_dev"', 'DROP INDEX "public"."Odd Name"',
+                                 'ALTER TABLE sensor_readings DROP CONSTRAINT "fk_t", DROP CONSTRAINT "fk_d"']
+    assert p.build_sql(ident) == [
+        ("index idx_dev", "CREATE INDEX idx_dev ON public.sensor_readings USING btree (device_id)"),
+        ("index Odd Name", 'CREATE INDEX "Odd Name" ON public.sensor_readings USING btree (fcnt)'),
+        ("foreign key fk_t (validates every row)",
+         'ALTER TABLE sensor_readings ADD CONSTRAINT "fk_t" FOREIGN KEY (tenant_id) REFERENCES tenants(id)'),
+        ("foreign key fk_d (validates every row)",
+         'ALTER TABLE sensor_readings ADD CONSTRAINT "fk_d" FOREIGN KEY (device_id) REFERENCES sensor_devices(id) '
+         'NOT VALID')]
+
+
+def test_a_plan_with_nothing_to_drop_issues_nothing():
+    p = bulk.Plan("state_changes", [], [], [])
+    assert p.drop_sql(str) == [] and p.build_sql(str) == []
