@@ -68,6 +68,7 @@ def test_bulk_run_leaves_definitions_identical_same_rows_as_live_and_rollback_re
     assert len(ddl_issued(result, "DROP INDEX")) == 4
     assert len(ddl_issued(result, "ALTER TABLE sensor_readings ADD CONSTRAINT")) == 2
     assert any("WITH (FORMAT binary)" in q for q in result["executed_queries"])
+    assert result["v6_wal_bytes"] > 0 and result["lock_held_seconds"] > 0
     assert definitions(v6) == pristine_defs
 
     # the same run the live way, text COPY: the same history rows
@@ -198,3 +199,16 @@ def test_a_lock_not_granted_in_time_falls_back_to_live_and_drops_nothing(v6, sou
     assert load["state_changes"]["path"] == "bulk"
     assert result["gate"]["passed"]
     assert definitions(v6) == defs
+
+
+def test_the_module_reports_wal_lock_time_and_the_path_in_check_mode_too(v6, source):
+    before = U.checksums(v6)
+    args = {"source": U.params(source), "target": U.params(v6), "allow_rejects": True}
+    rc, res = U.module("parking_tenant_migration", args, check=True)
+    assert rc == 0, res.get("msg")
+    assert res["v6_wal_bytes"] > 0 and res["lock_held_seconds"] >= res["seconds"] * 0.5
+    assert "lock_acquired_monotonic" not in res
+    assert {t: v["path"] for t, v in res["history_load"].items()} == {t: "live" for t in HISTORY}  # tiny seed
+    assert any(line.split(" ", 1)[1].startswith("rolled back (check mode): advisory lock held ")
+               for line in res["progress"]), res["progress"][-3:]
+    assert U.checksums(v6) == before

@@ -32,7 +32,7 @@ table is loaded **live**, its indexes and foreign keys in place):
     and holds one sends the load back to the live path (the savepoint is rolled back).
 
 Worth it only for a large load: at least `min_rows` rows (BULK_MIN_ROWS by default; the
-module's `history_bulk_load: false` turns the bulk path off) and no more rows already in the
+engine's history_bulk_min_rows=None turns the bulk path off) and no more rows already in the
 table than the load brings (a rebuild sorts every row of the table). Indexes that are not
 plain are kept live: primary key, unique and exclusion indexes (constraints may rest on them),
 invalid or not-ready ones, the replica identity, the clustered index, one in a tablespace of
@@ -67,7 +67,7 @@ def choose(mode, cutover, others, rows_to_load, rows_present, min_rows, table_ok
     if others:
         return LIVE, f"{others} other session(s) connected to V6: it may be serving"
     if min_rows is None:
-        return LIVE, "bulk load turned off (history_bulk_load: false)"
+        return LIVE, "bulk load turned off (history_bulk_min_rows=None)"
     if table_ok is not True:
         return LIVE, table_ok
     if rows_to_load < min_rows:

@@ -20,6 +20,11 @@ V6_TABLES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_
              "device_assignments", "reservations", "orphan_devices", "sensor_readings", "state_changes")
 
 
+# WAL inserted so far on V6's server (write-ahead log: every database of that server; the
+# insert position, which counts what this transaction wrote even before it is flushed)
+WAL_SQL = "SELECT pg_current_wal_insert_lsn()::text"
+
+
 def v6_counts(run):
     return {t: run.scalar(f"SELECT count(*) FROM {t}") for t in V6_TABLES}
 
@@ -48,7 +53,9 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     this many rows come; None turns the bulk path off. result["history_load"] says which path
     each table took and why.
 
-    The caller commits (or rolls back in check mode) and owns the connections.
+    The caller commits (or rolls back in check mode) and owns the connections. The result's
+    "lock_acquired_monotonic" is when the advisory lock was taken (time.monotonic()), for the
+    caller to report how long it was held once it commits (session.transactional does).
     """
     t_start = time.time()
     src_conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -56,6 +63,8 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     if anonymous_user_email:
         run.anonymous_email = anonymous_user_email
     ledger.lock(run.cur)  # before any DDL: two runs never race on the ledger's creation
+    locked_at = time.monotonic()
+    wal_start = run.scalar(WAL_SQL)
     ledger.ensure(run.cur)
     optional = schema.check(run.src, run.cur)
     check_platform_tenant(run)
@@ -198,6 +207,12 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         if not result["gate"]["passed"]:
             raise GateFailed("the verification gate failed inside the run, so nothing was committed: "
                              + oracle.summary(result["gate"]), result)
+    result["v6_wal_bytes"] = int(run.scalar(f"SELECT pg_wal_lsn_diff(({WAL_SQL})::pg_lsn, %(w)s::pg_lsn)",
+                                            {"w": wal_start}))
+    result["lock_held_seconds"] = round(time.monotonic() - locked_at, 3)
+    result["lock_acquired_monotonic"] = locked_at
+    run.progress(f"V6 WAL written: {result['v6_wal_bytes'] / 1048576:.1f} MB (server-wide, since the lock was "
+                 f"taken); advisory lock held {result['lock_held_seconds']}s so far (until commit)")
     return result
 
 
