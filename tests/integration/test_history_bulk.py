@@ -212,3 +212,24 @@ def test_the_module_reports_wal_lock_time_and_the_path_in_check_mode_too(v6, sou
     assert any(line.split(" ", 1)[1].startswith("rolled back (check mode): advisory lock held ")
                for line in res["progress"]), res["progress"][-3:]
     assert U.checksums(v6) == before
+
+
+def test_unusual_indexes_and_keys_come_back_as_they_were(v6, source):
+    """A partial index with '%' in its predicate, a quoted name, a NOT VALID key are dropped and
+    built again identical; an index with a comment stays live (its comment would be lost)."""
+    conn = U.connect(v6, autocommit=True)
+    cur = conn.cursor()
+    cur.execute("""CREATE INDEX "Idx %odd" ON sensor_readings (dev_eui) WHERE raw_payload LIKE '%x%'""")
+    cur.execute("CREATE INDEX idx_commented ON sensor_readings (fcnt)")
+    cur.execute("COMMENT ON INDEX idx_commented IS 'kept by the DBA'")
+    cur.execute("ALTER TABLE state_changes ADD CONSTRAINT fk_test_not_valid FOREIGN KEY (space_id) "
+                "REFERENCES spaces (id) NOT VALID")
+    conn.close()
+    defs = definitions(v6)
+    result = U.run_engine(source, v6, allow_rejects=True, history_bulk_min_rows=0)
+    load = result["history_load"]
+    assert "Idx %odd" in load["sensor_readings"]["indexes_rebuilt"]
+    assert "idx_commented (has a comment)" in load["sensor_readings"]["kept_live"]
+    assert "fk_test_not_valid" in load["state_changes"]["foreign_keys_validated"]
+    assert definitions(v6) == defs
+    assert U.rows(v6, "SELECT obj_description('idx_commented'::regclass, 'pg_class')") == [("kept by the DBA",)]

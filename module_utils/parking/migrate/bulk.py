@@ -46,6 +46,7 @@ are checked set-based after the COPY; otherwise every trigger fires per row.
 """
 from .. import quote
 from ..errors import ParkingError
+from ..statements import collapse
 
 BULK = "bulk"
 LIVE = "live"
@@ -235,7 +236,7 @@ def suspend(run, p):
     run.execute("SELECT set_config('lock_timeout', %(t)s, true)", {"t": LOCK_TIMEOUT})
     try:
         for sql in p.drop_sql(lambda *names: quote.ident(run.cur, *names)):
-            run.execute(sql)
+            ddl(run, sql)
     except Exception as exc:
         if getattr(exc, "pgcode", None) not in LOCK_ERRORS:
             raise
@@ -256,11 +257,17 @@ def suspend(run, p):
     return True
 
 
+def ddl(run, sql):
+    """Run DDL read from the catalog as it is: a '%' in it (a LIKE in a partial index, a name) is
+    not a parameter placeholder (the run's statements are given parameters)."""
+    return run.execute(sql.replace("%", "%%"), {}, shown=collapse(sql))
+
+
 def restore(run, p, timed):
     """Build the plan's indexes and foreign keys again and prove the table's definitions are as
     they were; `timed(label, fn)` runs and times each statement (a progress line, a timing)."""
     for label, sql in p.build_sql(lambda *names: quote.ident(run.cur, *names)):
-        timed(f"{p.table}: {label}", lambda sql=sql: run.execute(sql))
+        timed(f"{p.table}: {label}", lambda sql=sql: ddl(run, sql))
     run.bulk_tables.discard(p.table)
     after = definitions(run.cur, p.table)
     if after != p.before:
