@@ -65,6 +65,7 @@ def test_bulk_run_leaves_definitions_identical_same_rows_as_live_and_rollback_re
         assert load["path"] == "bulk", load
         assert load["indexes_rebuilt"] and load["foreign_keys_validated"], load
         assert any(k.startswith(f"{t}_pkey") for k in load["kept_live"]), load
+        assert load["maintenance_work_mem"].startswith(f"{bulk.BUILD_MEMORY} for the rebuild"), load
     assert len(ddl_issued(result, "DROP INDEX")) == 4
     assert len(ddl_issued(result, "ALTER TABLE sensor_readings ADD CONSTRAINT")) == 2
     assert any("WITH (FORMAT binary)" in q for q in result["executed_queries"])
