@@ -234,3 +234,17 @@ def test_unusual_indexes_and_keys_come_back_as_they_were(v6, source):
     assert "fk_test_not_valid" in load["state_changes"]["foreign_keys_validated"]
     assert definitions(v6) == defs
     assert U.rows(v6, "SELECT obj_description('idx_commented'::regclass, 'pg_class')") == [("kept by the DBA",)]
+
+
+def test_state_change_ids_taken_in_v6_go_through_staging(v6, source):
+    """V6 holds a state change with an id V5 also uses: the rows go through staging, where
+    ON CONFLICT and the reject 'taken in V6' handle it (history.direct_state_changes). That path
+    read V5 with the direct path's condition, written for the alias `s` staging does not have."""
+    conn = U.connect(v6, autocommit=True)
+    lo = U.rows(source, "SELECT min(id) FROM state_changes")[0][0]
+    query(conn, "INSERT INTO state_changes (id, space_id, new_state, source) SELECT %s, id, 'free', 'v6' "
+                "FROM spaces ORDER BY id LIMIT 1 RETURNING id", (lo,))
+    conn.close()
+    result = U.run_engine(source, v6, allow_rejects=True)
+    assert any(r["v5_id"] == str(lo) and "taken in V6" in r["reason"] for r in result["rejects"]), result["rejects"][:5]
+    assert result["counts"]["state_changes"]["inserted"] == U.rows(source, "SELECT count(*) FROM state_changes")[0][0] - 1

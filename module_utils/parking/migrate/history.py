@@ -158,7 +158,7 @@ def direct_state_changes(run, where, lo, hi):
     """New V5 state changes -> V6 keeping their ids (one streamed COPY); the id range goes to the ledger."""
     taken = run.scalar("SELECT count(*) FROM state_changes WHERE id > %(lo)s AND id <= %(hi)s", {"lo": lo, "hi": hi})
     if taken:  # V6 has rows in that id range: the row-by-row path handles the conflicts
-        staging.stage(run, "state_changes", {}, where)
+        staging.stage(run, "state_changes", {}, where.replace("s.", ""))  # staging's select has no alias
         return migrate_state_changes(run)
     spaces = run.rows(f"SELECT v5_id, v6_id FROM {L}.id_map WHERE entity = 'spaces'")
     space_map = (f"(VALUES {values_list(run.src, spaces, ('uuid', 'uuid'))}) m(v5, v6)" if spaces
