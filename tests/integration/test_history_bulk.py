@@ -64,10 +64,11 @@ def test_bulk_run_leaves_definitions_identical_same_rows_as_live_and_rollback_re
         load = result["history_load"][t]
         assert load["path"] == "bulk", load
         assert load["indexes_rebuilt"] and load["foreign_keys_validated"], load
-        assert any(k.startswith(f"{t}_pkey") for k in load["kept_live"]), load
+        assert load["keys_rebuilt"] == [f"{t}_pkey"] and not load["kept_live"], load
         assert load["maintenance_work_mem"].startswith(f"{bulk.BUILD_MEMORY} for the rebuild"), load
     assert len(ddl_issued(result, "DROP INDEX")) == 4
-    assert len(ddl_issued(result, "ALTER TABLE sensor_readings ADD CONSTRAINT")) == 2
+    assert any("DROP CONSTRAINT \"sensor_readings_pkey\"" in q for q in result["executed_queries"])
+    assert len(ddl_issued(result, "ALTER TABLE sensor_readings ADD CONSTRAINT")) == 3  # the key, 2 foreign keys
     assert any("WITH (FORMAT binary)" in q for q in result["executed_queries"])
     assert result["v6_wal_bytes"] > 0 and result["lock_held_seconds"] > 0
     assert definitions(v6) == pristine_defs
@@ -157,11 +158,18 @@ def test_delta_keeps_live_indexes_and_issues_no_drop(source):
         eui = "58A0CB00001196F3"  # a live sensor of the seed (test_phase1.LIVE_SENSORS)
         query(c5, "INSERT INTO sensor_readings (device_eui, occupancy_state, fcnt, \"timestamp\") "
                   "VALUES (%s, 'OCCUPIED', 999998, now()) RETURNING id", (eui,))
+        query(c5, "INSERT INTO state_changes (space_id, previous_state, new_state, source, tenant_id) "
+                  "SELECT id, 'FREE', 'OCCUPIED', 'sensor', tenant_id FROM spaces WHERE sensor_eui = %s "
+                  "AND deleted_at IS NULL RETURNING id", (eui,))
         c5.close()
         delta = U.run_engine(v5db, v6db, mode="delta", allow_rejects=True, history_bulk_min_rows=0)
         assert delta["counts"]["sensor_readings"]["inserted"] == 1
+        assert delta["counts"]["state_changes"]["inserted"] == 1
         for t in HISTORY:
             assert delta["history_load"][t]["path"] == "live" and "delta run" in delta["history_load"][t]["reason"]
+        again = U.run_engine(v5db, v6db, mode="delta", allow_rejects=True, history_bulk_min_rows=0)
+        assert again["history_load"]["state_changes"]["reason"] == "nothing above the watermark"
+        assert not ddl_issued(again, "DROP INDEX")
         assert not ddl_issued(delta, "DROP INDEX") and not ddl_issued(delta, "ALTER TABLE sensor_readings")
         assert definitions(v6db) == defs
     finally:
@@ -234,6 +242,24 @@ def test_unusual_indexes_and_keys_come_back_as_they_were(v6, source):
     assert "fk_test_not_valid" in load["state_changes"]["foreign_keys_validated"]
     assert definitions(v6) == defs
     assert U.rows(v6, "SELECT obj_description('idx_commented'::regclass, 'pg_class')") == [("kept by the DBA",)]
+
+
+def test_state_change_ids_taken_in_v6_keep_the_primary_key_live_for_the_staged_path(v6, source):
+    """V6 holds a state change with an id V5 also uses: the rows go through staging and ON CONFLICT
+    (history.direct_state_changes), which needs the primary key, so the bulk load keeps it."""
+    conn = U.connect(v6, autocommit=True)
+    lo = U.rows(source, "SELECT min(id) FROM state_changes")[0][0]
+    query(conn, "INSERT INTO state_changes (id, space_id, new_state, source) SELECT %s, id, 'free', 'v6' "
+                "FROM spaces ORDER BY id LIMIT 1 RETURNING id", (lo,))
+    conn.close()
+    defs = definitions(v6)
+    result = U.run_engine(source, v6, allow_rejects=True, history_bulk_min_rows=0)
+    load = result["history_load"]["state_changes"]
+    assert load["path"] == "bulk" and not load["keys_rebuilt"], load
+    assert "state_changes_pkey (the run needs it during the load (ON CONFLICT))" in load["kept_live"]
+    assert load["indexes_rebuilt"], load
+    assert any(r["v5_id"] == str(lo) and "taken in V6" in r["reason"] for r in result["rejects"]), result["rejects"][:5]
+    assert definitions(v6) == defs
 
 
 def test_state_change_ids_taken_in_v6_go_through_staging(v6, source):

@@ -41,24 +41,28 @@ def test_serving_wins_over_size_and_the_threshold_is_inclusive():
     assert choose(rows_to_load=5, rows_present=5, min_rows=0)[0] == bulk.BULK
 
 
-# flags of bulk.INDEX_SQL after name, schema and definition (validity as "valid")
-PLAIN = [False, False, False, True, False, False, False, False, False, False, False]
+# flags of bulk.INDEX_SQL after name, schema, definition and the constraint's name, type, definition
+PLAIN = [False] * len(bulk.INDEX_FLAGS)
 
 
-def flags(**on):
+def flags(name):
     out = list(PLAIN)
-    for name, value in on.items():
-        out[bulk.INDEX_FLAGS.index(name.replace("_", " "))] = value
+    out[bulk.INDEX_FLAGS.index(name)] = True
     return out
 
 
-def test_only_plain_indexes_are_dropped():
+def test_plain_indexes_and_keys_are_dropped_anything_else_stays_live():
     assert bulk.index_kept_because(PLAIN) is None
-    assert bulk.index_kept_because(flags(primary_key=True, unique=True)) == "primary key, unique"
-    assert bulk.index_kept_because(flags(**{"not valid or not ready": False})) == "not valid or not ready"
-    for name in ("exclusion", "replica identity", "clustered", "own tablespace", "has a comment",
-                 "per-column statistics target", "a constraint rests on it", "another object depends on it"):
-        assert bulk.index_kept_because(flags(**{name: True})) == name
+    assert bulk.index_kept_because(PLAIN, "p") is None and bulk.index_kept_because(PLAIN, "u") is None
+    for name in bulk.INDEX_FLAGS:
+        assert bulk.index_kept_because(flags(name)) == name
+        assert bulk.index_kept_because(flags(name), "p") == name
+
+
+def test_keys_the_load_needs_stay_live_plain_indexes_still_go():
+    assert "ON CONFLICT" in bulk.index_kept_because(PLAIN, "p", keep_constraints=True)
+    assert "ON CONFLICT" in bulk.index_kept_because(PLAIN, "u", keep_constraints=True)
+    assert bulk.index_kept_because(PLAIN, None, keep_constraints=True) is None
 
 
 def test_partitioned_inherited_or_foreign_owned_tables_stay_live():
@@ -68,19 +72,25 @@ def test_partitioned_inherited_or_foreign_owned_tables_stay_live():
     assert "owner" in bulk.table_kept_because("r", False, False)
 
 
-def test_a_plan_builds_again_exactly_what_it_dropped_by_name():
+def test_a_plan_builds_again_exactly_what_it_dropped_by_name_keys_first_keys_last():
     p = bulk.Plan("sensor_readings",
                   [("public", "idx_dev", "CREATE INDEX idx_dev ON public.sensor_readings USING btree (device_id)"),
                    ("public", "Odd Name", 'CREATE INDEX "Odd Name" ON public.sensor_readings USING btree (fcnt)')],
                   [("fk_t", "FOREIGN KEY (tenant_id) REFERENCES tenants(id)"),
                    ("fk_d", "FOREIGN KEY (device_id) REFERENCES sensor_devices(id) NOT VALID")],
-                  [("sensor_readings_pkey", "primary key")])
+                  [("idx_x", "exclusion")],
+                  [("sensor_readings_pkey", "p", "PRIMARY KEY (id)"), ("uq_fcnt", "u", "UNIQUE (device_id, fcnt)")])
 
     def ident(*names):
         return ".".join('"' + n.replace('"', '""') + '"' for n in names)
-    assert p.drop_sql(ident) == ['DROP INDEX "public"."idx_dev"', 'DROP INDEX "public"."Odd Name"',
-                                 'ALTER TABLE sensor_readings DROP CONSTRAINT "fk_t", DROP CONSTRAINT "fk_d"']
+    assert p.drop_sql(ident) == [
+        'DROP INDEX "public"."idx_dev"', 'DROP INDEX "public"."Odd Name"',
+        'ALTER TABLE sensor_readings DROP CONSTRAINT "fk_t", DROP CONSTRAINT "fk_d", '
+        'DROP CONSTRAINT "sensor_readings_pkey", DROP CONSTRAINT "uq_fcnt"']
     assert p.build_sql(ident) == [
+        ("primary key sensor_readings_pkey", 'ALTER TABLE sensor_readings ADD CONSTRAINT "sensor_readings_pkey" '
+                                             'PRIMARY KEY (id)'),
+        ("unique constraint uq_fcnt", 'ALTER TABLE sensor_readings ADD CONSTRAINT "uq_fcnt" UNIQUE (device_id, fcnt)'),
         ("index idx_dev", "CREATE INDEX idx_dev ON public.sensor_readings USING btree (device_id)"),
         ("index Odd Name", 'CREATE INDEX "Odd Name" ON public.sensor_readings USING btree (fcnt)'),
         ("foreign key fk_t (validates every row)",

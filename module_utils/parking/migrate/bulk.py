@@ -3,17 +3,20 @@
 **bulk** (a full run into a V6 that is not serving yet, large load): what PostgreSQL loads
 fastest, all inside the run's one transaction on V6:
 
-  1. the table's plain secondary indexes and its foreign keys are read from the catalog
-     (names and pg_get_indexdef / pg_get_constraintdef) and dropped;
-  2. COPY streams the rows in: only the primary key is maintained, and no per-row foreign-key
-     trigger is queued (the only per-row triggers this avoids: PostgreSQL's own RI triggers,
-     whose check step 3 makes set-based; the table's own triggers, if any, still fire);
-  3. each index is built again from its definition (one sorted build instead of a descent
-     per row, maintenance_work_mem raised to BUILD_MEMORY for it when lower) and each foreign
-     key added again under its name, which validates every row of the table in one join (a
-     violation fails the run, which rolls everything back);
-  4. the table's indexes and constraints are read again and compared with what they were:
-     any difference fails the run.
+  1. the table's indexes, its primary key and unique constraints (with their indexes) and its
+     foreign keys are read from the catalog (names, pg_get_indexdef / pg_get_constraintdef) and
+     dropped;
+  2. COPY streams the rows into the bare heap: no index is maintained per row, and no per-row
+     foreign-key trigger is queued (the only per-row triggers this avoids: PostgreSQL's own RI
+     triggers, whose check step 3 makes set-based; the table's own triggers, if any, still
+     fire);
+  3. the keys are added again under their names (one sorted build of their index, which also
+     proves them unique: a duplicate fails the run as it would have failed the COPY), each index
+     is built again from its definition (maintenance_work_mem raised to BUILD_MEMORY for the
+     builds when lower), and each foreign key added again under its name, which validates every
+     row of the table in one join (a violation fails the run, which rolls everything back);
+  4. the table's indexes, constraints and triggers are read again and compared with what they
+     were: any difference fails the run.
 
 DDL is transactional in PostgreSQL: an error, a failed gate, check mode or a SIGKILL at any
 point rolls the drops back together with the rows, and V6 keeps its indexes and constraints
@@ -34,11 +37,13 @@ table is loaded **live**, its indexes and foreign keys in place):
 
 Worth it only for a large load: at least `min_rows` rows (BULK_MIN_ROWS by default; the
 engine's history_bulk_min_rows=None turns the bulk path off) and no more rows already in the
-table than the load brings (a rebuild sorts every row of the table). Indexes that are not
-plain are kept live: primary key, unique and exclusion indexes (constraints may rest on them),
-invalid or not-ready ones, the replica identity, the clustered index, one in a tablespace of
-its own, with a comment, or with per-column statistics targets; foreign keys with a comment,
-or inherited (partitions). Partitioned or inherited tables are always loaded live.
+table than the load brings (a rebuild sorts every row of the table). What is not plain stays
+live: exclusion constraints, a key a foreign key rests on (of this table or another), a key the
+load itself needs (state_changes' primary key when V6 holds rows in the id range: the staged
+path's ON CONFLICT), a unique index without a constraint, invalid or not-ready indexes, the
+replica identity index, the clustered index, one in a tablespace of its own, with a comment (on
+the index or its constraint), or with per-column statistics targets; foreign keys with a
+comment, or inherited (partitions). Partitioned or inherited tables are always loaded live.
 
 **live**: COPY into the table as it is. As a superuser, on a table with no trigger of its own
 enabled, the foreign-key triggers are skipped for this transaction (session_replication_role =
@@ -87,20 +92,22 @@ def choose(mode, cutover, others, rows_to_load, rows_present, min_rows, table_ok
 # --------------------------------------------------------------------------------------------
 
 INDEX_SQL = """
-SELECT c.relname, n.nspname, pg_get_indexdef(i.indexrelid),
-       i.indisprimary, i.indisunique, i.indisexclusion, i.indisvalid AND i.indisready AND i.indislive,
+SELECT c.relname, n.nspname, pg_get_indexdef(i.indexrelid), k.conname, k.contype::text, pg_get_constraintdef(k.oid),
+       i.indisexclusion, NOT (i.indisvalid AND i.indisready AND i.indislive),
        i.indisreplident, i.indisclustered, c.reltablespace <> 0,
-       obj_description(i.indexrelid, 'pg_class') IS NOT NULL,
+       obj_description(i.indexrelid, 'pg_class') IS NOT NULL OR obj_description(k.oid, 'pg_constraint') IS NOT NULL,
        EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget > 0),
-       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid),
+       i.indisunique AND k.oid IS NULL,
+       EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = i.indexrelid),
        EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indexrelid
                AND d.classid <> 'pg_class'::regclass)
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
 WHERE i.indrelid = %(tbl)s::regclass ORDER BY c.relname"""
 
-INDEX_FLAGS = ("primary key", "unique", "exclusion", "not valid or not ready", "replica identity", "clustered",
-               "own tablespace", "has a comment", "per-column statistics target", "a constraint rests on it",
-               "another object depends on it")
+INDEX_FLAGS = ("exclusion", "not valid or not ready", "replica identity", "clustered", "own tablespace",
+               "has a comment", "per-column statistics target", "unique without a constraint",
+               "a foreign key rests on it", "another object depends on it")
 
 FK_SQL = """
 SELECT conname, pg_get_constraintdef(oid), obj_description(oid, 'pg_constraint') IS NOT NULL,
@@ -138,13 +145,14 @@ def definitions(cur, table):
     return [tuple(r) for r in cur.fetchall()]
 
 
-def index_kept_because(flags):
-    """Why an index stays live during a bulk load (None: a plain index, dropped and rebuilt).
-    flags: the booleans of INDEX_SQL after the name, schema and definition, in INDEX_FLAGS order
-    (validity comes as "valid", so it is inverted here)."""
-    flags = list(flags)
-    flags[3] = not flags[3]
+def index_kept_because(flags, contype=None, keep_constraints=False):
+    """Why an index stays live during a bulk load (None: it is dropped and built again).
+    flags: the booleans of INDEX_SQL, in INDEX_FLAGS order; contype: the type of the constraint
+    the index carries ('p' primary key, 'u' unique, 'x' exclusion; None for a plain index);
+    keep_constraints: the run needs the table's keys during the load (ON CONFLICT)."""
     reasons = [name for name, on in zip(INDEX_FLAGS, flags) if on]
+    if keep_constraints and contype in ("p", "u"):
+        reasons.append("the run needs it during the load (ON CONFLICT)")
     return ", ".join(reasons) or None
 
 
@@ -158,44 +166,55 @@ def table_kept_because(relkind, owner, inherited):
     return True
 
 
+CONSTRAINT_KINDS = {"p": "primary key", "u": "unique constraint"}
+
+
 class Plan:
     """What a bulk load of one table drops and builds again."""
 
-    def __init__(self, table, indexes, foreign_keys, kept):
+    def __init__(self, table, indexes, foreign_keys, kept, keys=()):
         self.table = table
-        self.indexes = indexes            # [(schema, name, CREATE INDEX ...)]
+        self.indexes = indexes            # [(schema, name, CREATE INDEX ...)]: plain indexes
         self.foreign_keys = foreign_keys  # [(name, FOREIGN KEY ... REFERENCES ...)]
+        self.keys = list(keys)            # [(name, contype, PRIMARY KEY (...) | UNIQUE (...))]: with their index
         self.kept = kept                  # [(name, why it stays live)]
         self.before = None
 
     def drop_sql(self, ident):
         """The statements that drop them; ident(*names) quotes an identifier."""
         out = [f"DROP INDEX {ident(schema, name)}" for schema, name, _ in self.indexes]
-        if self.foreign_keys:
-            out.append(f"ALTER TABLE {self.table} " + ", ".join(f"DROP CONSTRAINT {ident(name)}"
-                                                                for name, _ in self.foreign_keys))
+        dropped = [name for name, _ in self.foreign_keys] + [name for name, _, _ in self.keys]
+        if dropped:
+            out.append(f"ALTER TABLE {self.table} " + ", ".join(f"DROP CONSTRAINT {ident(name)}" for name in dropped))
         return out
 
     def build_sql(self, ident):
-        """(label, statement) that build them again, from their own definitions and names."""
-        out = [(f"index {name}", ddl) for _, name, ddl in self.indexes]
+        """(label, statement) that build them again, from their own definitions and names: keys
+        first (their index, which proves them unique), then indexes, then foreign keys."""
+        out = [(f"{CONSTRAINT_KINDS[kind]} {name}", f"ALTER TABLE {self.table} ADD CONSTRAINT {ident(name)} {ddl}")
+               for name, kind, ddl in self.keys]
+        out += [(f"index {name}", ddl) for _, name, ddl in self.indexes]
         out += [(f"foreign key {name} (validates every row)", f"ALTER TABLE {self.table} ADD CONSTRAINT {ident(name)} {ddl}")
                 for name, ddl in self.foreign_keys]
         return out
 
 
-def plan(cur, table):
+def plan(cur, table, keep_constraints=False):
     """The Plan of `table` from the catalog, or (None, why the table stays live)."""
     cur.execute(TABLE_SQL, {"tbl": table})
     ok = table_kept_because(*cur.fetchone())
     if ok is not True:
         return None, ok
     cur.execute(INDEX_SQL, {"tbl": table})
-    indexes, kept = [], []
-    for name, schema, ddl, *flags in cur.fetchall():
-        why = index_kept_because(flags)
+    indexes, keys, kept = [], [], []
+    for name, schema, ddl, conname, contype, condef, *flags in cur.fetchall():
+        why = index_kept_because(flags, contype, keep_constraints)
+        if not why and contype == "x":
+            why = "exclusion"
         if why:
-            kept.append((name, why))
+            kept.append((conname or name, why))
+        elif contype in CONSTRAINT_KINDS:
+            keys.append((conname, contype, condef))
         else:
             indexes.append((schema, name, ddl))
     cur.execute(FK_SQL, {"tbl": table})
@@ -205,21 +224,23 @@ def plan(cur, table):
             kept.append((name, "has a comment" if commented else "inherited"))
         else:
             fks.append((name, ddl))
-    return Plan(table, indexes, fks, kept), None
+    return Plan(table, indexes, fks, kept, keys), None
 
 
 # --------------------------------------------------------------------------------------------
 # deciding, dropping, building again
 # --------------------------------------------------------------------------------------------
 
-def decide(run, table, mode, rows_to_load, min_rows):
+def decide(run, table, mode, rows_to_load, min_rows, keep_constraints=False):
     """Choose the path of `table` (recorded in run.history_load[table]); the Plan when bulk,
     else None. Reads only the catalog and the ledger, and counts the table's rows only when
-    everything else says bulk (up to rows_to_load + 1: bounded by the load)."""
+    everything else says bulk (up to rows_to_load + 1: bounded by the load).
+    keep_constraints: the load will need the table's primary key and unique constraints (a
+    staged path's ON CONFLICT): they stay live."""
     from ..backup import cutover_keys  # the ledger's cutover state (phase 3 records it)
     cutover = cutover_keys(run.cur) & {"started", "switched"}
     others = run.scalar(OTHER_SESSIONS_SQL)
-    p, why = plan(run.cur, table)
+    p, why = plan(run.cur, table, keep_constraints)
     path, reason = choose(mode, cutover, others, rows_to_load, 0, min_rows, why or True)
     if path == BULK:
         present = run.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %(n)s) t", {"n": rows_to_load + 1})
@@ -250,12 +271,13 @@ def suspend(run, p):
         return False
     run.execute("SELECT set_config('lock_timeout', %(t)s, true)", {"t": old})
     run.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
-    info.update(indexes_rebuilt=[name for _, name, _ in p.indexes],
+    info.update(keys_rebuilt=[name for name, _, _ in p.keys], indexes_rebuilt=[name for _, name, _ in p.indexes],
                 foreign_keys_validated=[name for name, _ in p.foreign_keys],
                 kept_live=[f"{name} ({why})" for name, why in p.kept])
     run.bulk_tables.add(p.table)
-    run.progress(f"{p.table}: bulk load, {len(p.indexes)} indexes and {len(p.foreign_keys)} foreign keys dropped "
-                 f"until the rows are in (in this transaction; {info['reason']})")
+    run.progress(f"{p.table}: bulk load, dropped until the rows are in (in this transaction): keys "
+                 f"{info['keys_rebuilt']}, indexes {info['indexes_rebuilt']}, foreign keys "
+                 f"{info['foreign_keys_validated']} ({info['reason']})")
     return True
 
 

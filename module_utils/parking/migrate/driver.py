@@ -137,16 +137,24 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
             if skipped:
                 run.count(table, "skipped_retention", skipped)
             where += f" AND {F.history_kept('s.' + TS, cutoff)}"
-        load = bulk.decide(run, table, mode, run.expected[table], history_bulk_min_rows)
-        if load is None:
-            run.progress(f"{table}: live load ({run.history_load[table]['reason']})")
-        elif not bulk.suspend(run, load):
-            load = None
         if wm > 0:
             # rows at or below the watermark committed after the last run's snapshot: re-read a
             # window below it through staging, where ON CONFLICT skips what is already there
+            # (before a bulk load drops the keys ON CONFLICT needs)
             staged(table, f"id > {max(0, wm - HISTORY_OVERLAP)} AND id <= {wm}{since.replace('s.', '')}{kept}")
             step(table, staged_fn, run)
+        load = None
+        if top <= wm:
+            run.history_load[table] = {"path": bulk.LIVE, "reason": "nothing above the watermark"}
+        else:
+            # state_changes keep V5's ids: where V6 holds some in the range, the staged path and
+            # its ON CONFLICT take them, which needs the primary key
+            keep = table == "state_changes" and history.ids_taken(run, table, wm, top) > 0
+            load = bulk.decide(run, table, mode, run.expected[table], history_bulk_min_rows, keep)
+            if load is None:
+                run.progress(f"{table}: live load ({run.history_load[table]['reason']})")
+            elif not bulk.suspend(run, load):
+                load = None
         if top > wm:
             if table == "sensor_readings":
                 step(table, history.direct_readings, run, where)

@@ -154,10 +154,14 @@ def direct_readings(run, where):
     run.count("sensor_readings", "rejected", rej)
 
 
+def ids_taken(run, table, lo, hi):
+    """How many rows V6's `table` holds with an id in (lo, hi] (state_changes keep V5's ids)."""
+    return run.scalar(f"SELECT count(*) FROM {table} WHERE id > %(lo)s AND id <= %(hi)s", {"lo": lo, "hi": hi})
+
+
 def direct_state_changes(run, where, lo, hi):
     """New V5 state changes -> V6 keeping their ids (one streamed COPY); the id range goes to the ledger."""
-    taken = run.scalar("SELECT count(*) FROM state_changes WHERE id > %(lo)s AND id <= %(hi)s", {"lo": lo, "hi": hi})
-    if taken:  # V6 has rows in that id range: the row-by-row path handles the conflicts
+    if ids_taken(run, "state_changes", lo, hi):  # V6 has rows in that id range: the row-by-row path handles the conflicts
         staging.stage(run, "state_changes", {}, where.replace("s.", ""))  # staging's select has no alias
         return migrate_state_changes(run)
     spaces = run.rows(f"SELECT v5_id, v6_id FROM {L}.id_map WHERE entity = 'spaces'")
