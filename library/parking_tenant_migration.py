@@ -21,10 +21,10 @@ description:
     that is exact. In a full run on a V6 that is not serving yet (no cutover recorded in the ledger,
     no other client session connected to V6's database, the locks granted within 5 s) a history
     table loading at least 100,000 rows, and no fewer than it holds, takes the bulk path inside the
-    run's transaction: its plain secondary indexes and its foreign keys are dropped, the rows
-    copied, the indexes built again from their own definitions and the keys re-added under their
-    names (which validates every row set-based), then the table's indexes, constraints and triggers
-    are compared with what they were. A failure or a kill rolls the drops back with the rows.
+    run's transaction: its primary key, indexes and foreign keys are dropped, the rows copied, the
+    key and indexes built again from their own definitions and the foreign keys re-added under
+    their names (which validates every row set-based), then the table's indexes, constraints and
+    triggers are compared with what they were. A failure or a kill rolls the drops back with the rows.
     Otherwise (delta runs, V6 in use) the table is loaded with its indexes live. RV(history_load)
     says which path each table took and why."
   - "Reports the V6 WAL written during the run (RV(v6_wal_bytes)) and how long the migration's
@@ -267,16 +267,17 @@ history_retention_days:
   sample: 90
 history_load:
   description:
-    - Per history table, how it was loaded, C(bulk) (indexes and foreign keys built again after the
-      load, in the run's transaction) or C(live) (indexes in place), and why; for C(bulk) the indexes
-      rebuilt, the foreign keys validated and what stayed live.
+    - Per history table, how it was loaded, C(bulk) (key, indexes and foreign keys built again after
+      the load, in the run's transaction) or C(live) (indexes in place), and why; for C(bulk) the keys
+      and indexes rebuilt, the foreign keys validated, what stayed live and the maintenance_work_mem
+      of the rebuild.
   returned: success
   type: dict
   sample: {"sensor_readings": {"path": "bulk", "reason": "full run, V6 not serving (no cutover recorded, no other
            session on it), ~800,005 rows to load into 0", "indexes_rebuilt": ["idx_sensor_readings_device",
            "idx_sensor_readings_received"], "foreign_keys_validated": ["sensor_readings_device_id_fkey",
-           "sensor_readings_tenant_id_fkey"], "kept_live": ["sensor_readings_pkey (primary key, unique, a
-           constraint rests on it)"]},
+           "sensor_readings_tenant_id_fkey"], "keys_rebuilt": ["sensor_readings_pkey"], "kept_live": [],
+           "maintenance_work_mem": "512MB for the rebuild (was 64MB)"},
            "state_changes": {"path": "live", "reason": "delta run: V6 may be serving, its indexes and foreign
            keys stay live"}}
 v6_wal_bytes:
