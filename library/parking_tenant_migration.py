@@ -17,6 +17,18 @@ description:
     V6 id map is kept in the ledger (schema C(parking_migrate) of the target).
   - Bulk data moves by COPY, streamed from the source into staging tables of the target's
     transaction, then set-based SQL. Memory stays flat as tables grow.
+  - "History (readings, state changes) streams straight into V6's tables, in binary format when
+    that is exact. In a full run on a V6 that is not serving yet (no cutover recorded in the ledger,
+    no other client session connected to V6's database, the locks granted within 5 s) a history
+    table loading at least 100,000 rows, and no fewer than it holds, takes the bulk path inside the
+    run's transaction: its primary key, indexes and foreign keys are dropped, the rows copied, the
+    key and indexes built again from their own definitions and the foreign keys re-added under
+    their names (which validates every row set-based), then the table's indexes, constraints and
+    triggers are compared with what they were. A failure or a kill rolls the drops back with the rows.
+    Otherwise (delta runs, V6 in use) the table is loaded with its indexes live. RV(history_load)
+    says which path each table took and why."
+  - "Reports the V6 WAL written during the run (RV(v6_wal_bytes)) and how long the migration's
+    advisory lock was held, from taking it to the commit or rollback (RV(lock_held_seconds))."
   - The live schemas are read first; a missing column or one of another type fails the run,
     listing every difference.
   - Makes V6 row-level security effective for a non-owner application role (O(app_role)).
@@ -109,7 +121,10 @@ options:
     description: Password given to O(app_role) when the module creates it.
     type: str
   progress_log:
-    description: Append one line per step (with rows/s for history) to this file, for C(tail -f).
+    description:
+      - Append one line per step to this file, for C(tail -f).
+      - "History COPY steps write a line every 5 s with rows so far, rows/s and an ETA (against V5's
+        row count, rejects included, so it errs long)."
     type: path
   gate:
     description:
@@ -250,6 +265,33 @@ history_retention_days:
   returned: success
   type: int
   sample: 90
+history_load:
+  description:
+    - Per history table, how it was loaded, C(bulk) (key, indexes and foreign keys built again after
+      the load, in the run's transaction) or C(live) (indexes in place), and why; for C(bulk) the keys
+      and indexes rebuilt, the foreign keys validated, what stayed live and the maintenance_work_mem
+      of the rebuild.
+  returned: success
+  type: dict
+  sample: {"sensor_readings": {"path": "bulk", "reason": "full run, V6 not serving (no cutover recorded, no other
+           session on it), ~800,005 rows to load into 0", "indexes_rebuilt": ["idx_sensor_readings_device",
+           "idx_sensor_readings_received"], "foreign_keys_validated": ["sensor_readings_device_id_fkey",
+           "sensor_readings_tenant_id_fkey"], "keys_rebuilt": ["sensor_readings_pkey"], "kept_live": [],
+           "maintenance_work_mem": "512MB for the rebuild (was 64MB)"},
+           "state_changes": {"path": "live", "reason": "delta run: V6 may be serving, its indexes and foreign
+           keys stay live"}}
+v6_wal_bytes:
+  description:
+    - Bytes of write-ahead log V6's server wrote from taking the lock to the end of the run (before the
+      commit), the run's own plus anything other databases of that server wrote meanwhile.
+  returned: success
+  type: int
+  sample: 372265104
+lock_held_seconds:
+  description: How long the run held the migration's advisory lock, from taking it to the commit (or the rollback of check mode).
+  returned: success
+  type: float
+  sample: 15.2
 """
 
 import traceback
@@ -316,6 +358,9 @@ def main():
         module.fail_json(msg=f"phase 1 failed and was rolled back, nothing was written: {exc}",
                          run_id=getattr(exc, "run_id", None), progress=progress.lines,
                          exception=traceback.format_exc())
+    if "lock_held_seconds" in result and "v6_wal_bytes" in result:
+        progress(f"{'rolled back (check mode)' if module.check_mode else 'committed'}: advisory lock held "
+                 f"{result['lock_held_seconds']}s, V6 WAL written {result['v6_wal_bytes'] / 1048576:.1f} MB")
     if "warnings" in result:
         result["warnings_found"] = result.pop("warnings")
     result["progress"] = progress.lines

@@ -40,6 +40,8 @@ def transactional(target_params, fn, check_mode, sources=(), phase="phase1", mod
     """Connect the target (and named sources), run fn(target, *sources, run_id), commit or roll back.
 
     sources: sequence of (params, role) opened read-only.
+    A result with "lock_acquired_monotonic" (migrate) gets "lock_held_seconds" measured up to the
+    commit or rollback, when the transaction's advisory lock is released.
     """
     run_id = ledger.new_run_id()
     opened = []
@@ -58,10 +60,13 @@ def transactional(target_params, fn, check_mode, sources=(), phase="phase1", mod
             ledger.record_failure(tgt, run_id, phase, mode, state, str(exc))
             exc.run_id = run_id
             raise
+        locked_at = result.pop("lock_acquired_monotonic", None)
         if check_mode:
             tgt.rollback()
         else:
             tgt.commit()
+        if locked_at is not None:  # the advisory lock goes with the transaction: held until now
+            result["lock_held_seconds"] = round(time.monotonic() - locked_at, 3)
         result["run_id"] = run_id
         return result
     finally:

@@ -24,6 +24,9 @@ The package, by concern:
                live-state sync, resolved orphans
   history.py   readings and state changes: streamed COPY above the watermark, staging below it,
                the state_changes sequence
+  bulk.py      how a history table is loaded: bulk (a full run into a V6 that is not serving:
+               plain indexes and foreign keys dropped, COPY, built again and compared, all in the
+               run's transaction) or live (indexes in place), the rule and why
   driver.py    migrate(...): the whole run in order, counts, platform-tenant check, result;
                oracle_gate
 

@@ -12,7 +12,7 @@ import time
 
 from .. import ledger, mapping, oracle, quote, rls, schema, sqlfrag as F, staging
 from ..errors import ConfigError, GateFailed, RejectsPresent
-from . import history, links, registry
+from . import bulk, history, links, registry
 from .history import HISTORY_OVERLAP, RETAINED, RETENTION_MARK, TS
 from .run import L, Run
 
@@ -20,6 +20,11 @@ PHASE = "phase1"
 
 V6_TABLES = ("tenants", "users", "user_memberships", "sites", "spaces", "sensor_devices", "display_devices",
              "device_assignments", "reservations", "orphan_devices", "sensor_readings", "state_changes")
+
+
+# WAL inserted so far on V6's server (write-ahead log: every database of that server; the
+# insert position, which counts what this transaction wrote even before it is flushed)
+WAL_SQL = "SELECT pg_current_wal_insert_lsn()::text"
 
 
 def v6_counts(run):
@@ -34,7 +39,8 @@ def check_platform_tenant(run):
 
 def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=None, allow_rejects=False,
             app_role=None, app_role_password=None, progress=None,
-            history_retention_days=mapping.HISTORY_RETENTION_DAYS, anonymous_user_email=None, gate=None):
+            history_retention_days=mapping.HISTORY_RETENTION_DAYS, anonymous_user_email=None, gate=None,
+            history_bulk_min_rows=bulk.BULK_MIN_ROWS):
     """The whole phase-1 run inside the target's current transaction. Returns the result dict.
 
     history_retention_days: readings older than the run's time minus this many days are not
@@ -44,7 +50,14 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     (before the caller commits); a gate that does not pass raises GateFailed, so a failing state
     is never committed.
 
-    The caller commits (or rolls back in check mode) and owns the connections.
+    history_bulk_min_rows: a history table loads by the bulk path (bulk.py: indexes and foreign
+    keys built again after the load, in this transaction) when V6 is not serving and at least
+    this many rows come; None turns the bulk path off. result["history_load"] says which path
+    each table took and why.
+
+    The caller commits (or rolls back in check mode) and owns the connections. The result's
+    "lock_acquired_monotonic" is when the advisory lock was taken (time.monotonic()), for the
+    caller to report how long it was held once it commits (session.transactional does).
     """
     t_start = time.time()
     src_conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -52,6 +65,8 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
     if anonymous_user_email:
         run.anonymous_email = anonymous_user_email
     ledger.lock(run.cur)  # before any DDL: two runs never race on the ledger's creation
+    locked_at = time.monotonic()
+    wal_start = run.scalar(WAL_SQL)
     ledger.ensure(run.cur)
     optional = schema.check(run.src, run.cur)
     check_platform_tenant(run)
@@ -66,6 +81,12 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         fn(*args)
         run.timings[name] = round(time.time() - t0, 3)
         run.progress(f"{name}: {run.counts.get(name, {})} in {run.timings[name]}s")
+
+    def timed(label, fn):
+        t0 = time.time()
+        fn()
+        run.timings[label] = round(time.time() - t0, 3)
+        run.progress(f"{label}: {run.timings[label]}s")
 
     def staged(name, where=None):
         t0 = time.time()
@@ -109,29 +130,47 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         retained = table in RETAINED and cutoff is not None
         kept = f" AND {F.history_kept(TS, cutoff)}" if retained else ""
         t0 = time.time()
+        where = f"s.id > {wm}{since}"
+        run.expected[table] = max(0, top - wm)  # ids above the watermark: about the rows to load
+        if top > wm and retained:
+            src.execute(f"SELECT count(*) FILTER (WHERE {F.history_expired('s.' + TS, cutoff)}), "
+                        f"count(*) FILTER (WHERE {F.history_kept('s.' + TS, cutoff)}) "
+                        f"FROM {table} s WHERE {where} AND s.id <= {top}")
+            skipped, run.expected[table] = (int(n) for n in src.fetchone())
+            if skipped:
+                run.count(table, "skipped_retention", skipped)
+            where += f" AND {F.history_kept('s.' + TS, cutoff)}"
         if wm > 0:
             # rows at or below the watermark committed after the last run's snapshot: re-read a
             # window below it through staging, where ON CONFLICT skips what is already there
+            # (before a bulk load drops the keys ON CONFLICT needs)
             staged(table, f"id > {max(0, wm - HISTORY_OVERLAP)} AND id <= {wm}{since.replace('s.', '')}{kept}")
             step(table, staged_fn, run)
+        load = None
+        if top <= wm:
+            run.history_load[table] = {"path": bulk.LIVE, "reason": "nothing above the watermark"}
+        else:
+            # state_changes keep V5's ids: where V6 holds some in the range, the staged path and
+            # its ON CONFLICT take them, which needs the primary key
+            keep = table == "state_changes" and history.ids_taken(run, table, wm, top) > 0
+            load = bulk.decide(run, table, mode, run.expected[table], history_bulk_min_rows, keep)
+            if load is None:
+                run.progress(f"{table}: live load ({run.history_load[table]['reason']})")
+            elif not bulk.suspend(run, load):
+                load = None
         if top > wm:
-            where = f"s.id > {wm}{since}"
-            if retained:
-                src.execute(f"SELECT count(*) FROM {table} s WHERE {where} AND s.id <= {top} "
-                            f"AND {F.history_expired('s.' + TS, cutoff)}")
-                skipped = int(src.fetchone()[0])
-                if skipped:
-                    run.count(table, "skipped_retention", skipped)
-                where += f" AND {F.history_kept('s.' + TS, cutoff)}"
             if table == "sensor_readings":
                 step(table, history.direct_readings, run, where)
             else:
                 step(table, history.direct_state_changes, run, where, wm, top)
+        if load is not None:
+            bulk.restore(run, load, timed)
         new_marks[table] = max(wm, top)
         seconds = time.time() - t0
         moved = run.counts.get(table, {}).get("inserted", 0)
         run.timings[f"history {table}"] = round(seconds, 3)
-        run.progress(f"{table}: {moved} rows migrated in {seconds:.1f}s ({moved / max(seconds, 1e-6):.0f} rows/s)")
+        run.progress(f"{table}: {moved} rows migrated in {seconds:.1f}s ({moved / max(seconds, 1e-6):.0f} rows/s, "
+                     f"{run.history_load[table]['path']} load)")
 
     if app_role:
         step("rls", rls.ensure, run, app_role, app_role_password)
@@ -156,6 +195,7 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
         "decision_counts": [{"decision": d, "entity": e, "count": n} for d, e, n in decision_counts],
         "history_retention_days": int(history_retention_days or 0),
         "history_cutoff": cutoff.isoformat() if cutoff is not None else None,
+        "history_load": run.history_load,
         "diff": {"before": before, "after": after}, "executed_queries": run.queries,
         "seconds": round(time.time() - t_start, 3),
     }
@@ -179,6 +219,12 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
                             if k in ("inserted", "created", "resolved", "password_set", "placeholder_created")
                             or k.endswith(("linked", "synced", "closed", "reordered")))
     ledger.finish(run.cur, run_id, "succeeded", run.counts, new_marks)
+    result["v6_wal_bytes"] = int(run.scalar(f"SELECT pg_wal_lsn_diff(({WAL_SQL})::pg_lsn, %(w)s::pg_lsn)",
+                                            {"w": wal_start}))
+    result["lock_held_seconds"] = round(time.monotonic() - locked_at, 3)
+    result["lock_acquired_monotonic"] = locked_at
+    run.progress(f"V6 WAL written: {result['v6_wal_bytes'] / 1048576:.1f} MB (server-wide, since the lock was "
+                 f"taken); advisory lock held {result['lock_held_seconds']}s so far (until commit)")
     return result
 
 

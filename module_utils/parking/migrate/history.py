@@ -9,6 +9,7 @@ column and the watermark key of the retention (the gate applies the same cutoff)
 """
 from .. import mapping, pgcopy, quote, sqlfrag as F, staging
 from ..errors import ParkingError
+from . import bulk
 from .run import L
 
 HISTORY_OVERLAP = 10000  # ids re-read below the watermark: rows committed late are caught
@@ -92,19 +93,26 @@ def values_list(cur, rows, types):
 
 
 def bulk_copy(run, table, select_sql, columns, fk_check_sql):
-    """Stream mapped V5 rows straight into a V6 table.
+    """Stream mapped V5 rows straight into a V6 table, with rows/s and an ETA in the progress log.
 
-    As a superuser the per-row FK triggers are skipped for this session only
-    (session_replication_role = replica; other sessions are unaffected and nothing is locked)
-    and referential integrity is then proven set-based: any violation fails the run, which
-    rolls everything back. Otherwise the triggers check each row as usual.
+    Bulk path (bulk.py: the table's foreign keys and plain indexes are dropped until the rows
+    are in, then built again, which validates the keys set-based): a plain COPY.
+    Live path: as a superuser, on a table with no trigger of its own enabled, the per-row FK
+    triggers are skipped for this transaction only (session_replication_role = replica would
+    also silence the table's own triggers, hence that condition; other sessions are unaffected
+    and nothing is locked) and referential integrity is then proven set-based: any violation
+    fails the run, which rolls everything back. Otherwise every trigger checks each row as usual.
     """
-    deferred = is_superuser(run)
+    deferred = (table not in run.bulk_tables and is_superuser(run) and not bulk.user_triggers(run, table))
     if deferred:
         run.execute("SET LOCAL session_replication_role = replica")
     copy_in = f"COPY {table} ({columns}) FROM STDIN"
-    run.note(f"COPY ({' '.join(select_sql.split())[:400]}...) TO STDOUT  ->  {copy_in}")
-    n = pgcopy.stream(run.src, select_sql, run.cur, copy_in)
+    typed = pgcopy.binary_select(run.src, run.cur, select_sql, table, [c.strip().strip('"') for c in columns.split(",")])
+    fmt = " WITH (FORMAT binary)" if typed else ""
+    run.note(f"COPY ({' '.join((typed or select_sql).split())[:400]}...) TO STDOUT{fmt}  ->  {copy_in}{fmt}")
+    meter = pgcopy.Meter(f"{table}: COPY{' (binary)' if typed else ''}", run.progress, run.expected.get(table))
+    n = pgcopy.stream(run.src, typed or select_sql, run.cur, copy_in, meter, binary=bool(typed))
+    run.progress(meter.done(n))
     if deferred:
         run.execute("SET LOCAL session_replication_role = origin")
         bad = run.scalar(fk_check_sql)
@@ -117,7 +125,7 @@ def copy_rejects(run, entity, select_sql):
     """Stream reject rows (run_id, entity, v5_id, reason) from the source into the ledger."""
     copy_in = f"COPY {L}.rejects (run_id, entity, v5_id, reason) FROM STDIN"
     run.note(f"COPY ({' '.join(select_sql.split())[:300]}...) TO STDOUT  ->  {copy_in}")
-    return pgcopy.stream(run.src, select_sql, run.cur, copy_in)
+    return pgcopy.stream(run.src, select_sql, run.cur, copy_in, pgcopy.Meter(f"{entity}: rejects", run.progress))
 
 
 def direct_readings(run, where):
@@ -146,11 +154,15 @@ def direct_readings(run, where):
     run.count("sensor_readings", "rejected", rej)
 
 
+def ids_taken(run, table, lo, hi):
+    """How many rows V6's `table` holds with an id in (lo, hi] (state_changes keep V5's ids)."""
+    return run.scalar(f"SELECT count(*) FROM {table} WHERE id > %(lo)s AND id <= %(hi)s", {"lo": lo, "hi": hi})
+
+
 def direct_state_changes(run, where, lo, hi):
     """New V5 state changes -> V6 keeping their ids (one streamed COPY); the id range goes to the ledger."""
-    taken = run.scalar("SELECT count(*) FROM state_changes WHERE id > %(lo)s AND id <= %(hi)s", {"lo": lo, "hi": hi})
-    if taken:  # V6 has rows in that id range: the row-by-row path handles the conflicts
-        staging.stage(run, "state_changes", {}, where)
+    if ids_taken(run, "state_changes", lo, hi):  # V6 has rows in that id range: the row-by-row path handles the conflicts
+        staging.stage(run, "state_changes", {}, where.replace("s.", ""))  # staging's select has no alias
         return migrate_state_changes(run)
     spaces = run.rows(f"SELECT v5_id, v6_id FROM {L}.id_map WHERE entity = 'spaces'")
     space_map = (f"(VALUES {values_list(run.src, spaces, ('uuid', 'uuid'))}) m(v5, v6)" if spaces

@@ -33,6 +33,9 @@ class Run(Statements):
         self.params = {"run": run_id, "platform": platform, "now": self.now}  # Statements' defaults
         self.anonymous_email = mapping.ANONYMOUS_USER_EMAIL
         self.tenant_differences = []
+        self.history_load = {}    # per history table: the path (bulk | live) and why (bulk.py)
+        self.bulk_tables = set()  # tables whose indexes and foreign keys are dropped right now
+        self.expected = {}        # per history table: about how many rows its COPY brings (ETA)
 
     def count(self, entity, key, n):
         self.counts.setdefault(entity, {}).setdefault(key, 0)
