@@ -161,3 +161,27 @@ def module(name, args, check=False):
     data = json.loads(out.stdout[out.stdout.index("{"):])
     res = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
     return out.returncode, res
+
+
+KILLABLE_RUN = """
+import sys
+sys.path.insert(0, {mu!r})
+import psycopg2
+from parking import ledger, migrate
+P = dict(host={host!r}, port={port}, user={user!r}, password={pw!r}, options="-c TimeZone=UTC")
+src = psycopg2.connect(dbname={v5!r}, **P)
+tgt = psycopg2.connect(dbname={v6!r}, **P)
+print("connected", flush=True)
+migrate.migrate(src, tgt, ledger.new_run_id(), {platform!r}, allow_rejects=True, {options})
+tgt.commit()
+print("committed", flush=True)
+"""
+
+
+def killable_run(v5, v6, options=""):
+    """A phase-1 run of V5 `v5` into V6 `v6` in a child process, for SIGKILL tests: it prints
+    "connected", then what the run prints (options, e.g. progress=...), then "committed"."""
+    p = lab_pg_params()
+    code = KILLABLE_RUN.format(mu=os.path.join(ROOT, "module_utils"), host=p["host"], port=p["port"], user=p["user"],
+                               pw=p["password"], v5=v5, v6=v6, platform=PLATFORM, options=options)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,15 +9,12 @@ were, and delta runs, another session on V6 or a lock not granted keep the index
 Runs on scratch copies seeded by lab/seed.py (suffixes _p1 and _p1k), like test_phase1.py; the
 seed is small, so the tests lower the bulk threshold (history_bulk_min_rows=0).
 """
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 import p1util as U
-from labdb import ROOT, query
+from labdb import query
 from labutil import wait_for
 from parking import migrate, pgcopy, rollback, session
 from parking.migrate import bulk
@@ -91,33 +88,14 @@ def test_bulk_run_leaves_definitions_identical_same_rows_as_live_and_rollback_re
     assert U.checksums(v6) == pristine_sums
 
 
-KILL_SCRIPT = """
-import sys
-sys.path.insert(0, {mu!r})
-import psycopg2
-from parking import ledger, migrate
-P = dict(host={host!r}, port={port}, user={user!r}, password={pw!r}, options="-c TimeZone=UTC")
-src = psycopg2.connect(dbname={v5!r}, **P)
-tgt = psycopg2.connect(dbname={v6!r}, **P)
-migrate.migrate(src, tgt, ledger.new_run_id(), {platform!r}, allow_rejects=True, history_bulk_min_rows=0,
-                progress=lambda line: print(line, flush=True))
-tgt.commit()
-print("committed", flush=True)
-"""
-
-
 def test_sigkill_while_indexes_are_dropped_leaves_v6_indexes_and_rows_unchanged():
     suffix = "_p1k"
     U.seeded(suffix, scale=1000)  # ~105 k history rows
     victim = U.clone_v6(suffix, "parking_v6_hb_kill")
     try:
         pristine_defs, pristine_sums = definitions(victim), U.checksums(victim)
-        p = U.lab_pg_params()
-        code = KILL_SCRIPT.format(mu=os.path.join(ROOT, "module_utils"), host=p["host"], port=p["port"],
-                                  user=p["user"], pw=p["password"], v5=f"parking_v5{suffix}", v6=victim,
-                                  platform=U.PLATFORM)
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = U.killable_run(f"parking_v5{suffix}", victim,
+                              "history_bulk_min_rows=0, progress=lambda line: print(line, flush=True)")
         seen = []
         for line in proc.stdout:
             seen.append(line)

@@ -3,17 +3,14 @@ SIGKILL safety, bad input, and one test per gotcha of reference/v5-to-v6-mapping
 
 Runs on scratch copies seeded by lab/seed.py (suffix _p1), never on the lab's databases.
 """
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 import p1util as U
-from labdb import ROOT, query, scalar
+from labdb import query, scalar
 from labutil import wait_for
 
 SUFFIX = "_p1"
@@ -104,26 +101,8 @@ def test_rejects_fail_the_run_unless_allowed_and_nothing_is_written(fresh_v6, so
     assert U.checksums(fresh_v6) == before
 
 
-KILL_SCRIPT = """
-import sys
-sys.path.insert(0, {mu!r})
-import psycopg2
-from parking import ledger, migrate
-P = dict(host={host!r}, port={port}, user={user!r}, password={pw!r}, options="-c TimeZone=UTC")
-src = psycopg2.connect(dbname={v5!r}, **P)
-tgt = psycopg2.connect(dbname={v6!r}, **P)
-print("connected", flush=True)
-migrate.migrate(src, tgt, ledger.new_run_id(), {platform!r}, allow_rejects=True, app_role="parking_v6_app")
-tgt.commit()
-print("done", flush=True)
-"""
-
-
 def run_killable(v5, v6):
-    p = U.lab_pg_params()
-    code = KILL_SCRIPT.format(mu=os.path.join(ROOT, "module_utils"), host=p["host"], port=p["port"], user=p["user"],
-                              pw=p["password"], v5=v5, v6=v6, platform=U.PLATFORM)
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return U.killable_run(v5, v6, 'app_role="parking_v6_app"')
 
 
 def test_sigkill_at_a_random_point_then_rerun_gives_identical_result():
