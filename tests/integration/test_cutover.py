@@ -12,7 +12,7 @@ at most 15 s, a second run changes nothing) and rollback-3; V6 killed at 10 %, a
 the final gate (Traefik sends everything to V5 within 1 s, the play reverts); Traefik restarted
 mid-cutover (clients are refused while it restarts - unavoidable - and the play must notice and
 revert). Every case prints its figures as one `[cutover]` JSON line; all of them are also written to
-<lab state>/cutover-figures.json.
+reports/test_cutover-figures.json (kept after the lab's teardown, which removes the lab's state).
 """
 import contextlib
 import json
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.lab_mutating
 
 import uplinks
 from labdb import ROOT, lab_pg_params, query, recap, run_playbook
-from labutil import STATE_DIR, sim, wait_for
+from labutil import sim, wait_for
 from traffic import (ROUTING, ApiClient, Play, backend, beyond_baseline, container_healthy, v6_left_behind,
                      v6_weight, window)
 
@@ -38,12 +38,13 @@ import cpu_hog  # noqa: E402
 
 BASELINE_S = 20
 FIGURES = {}
-FIGURES_FILE = os.path.join(STATE_DIR, "cutover-figures.json")
+FIGURES_FILE = os.path.join(ROOT, "reports", "test_cutover-figures.json")
 
 
 def record(case, figures):
     FIGURES[case] = figures
     print(f"\n[cutover] {case}: " + json.dumps(figures))
+    os.makedirs(os.path.dirname(FIGURES_FILE), exist_ok=True)
     with open(FIGURES_FILE, "w") as f:
         json.dump(FIGURES, f, indent=1)
 
