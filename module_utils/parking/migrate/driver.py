@@ -4,8 +4,7 @@ migrate() takes the ledger lock, checks the live schemas and the platform tenant
 runs the entities in dependency order (registry, links), then the history above and just below
 the watermarks (history), RLS, the counts before and after, the result and the gate, and last
 the rows V6's webhook locks on every uplink (links.sync_hot_state), so a serving V6 never waits
-for the run's history copy or gate to release them. The steps
-are called as attributes of their modules (registry.migrate_sites, history.direct_readings, ...),
+for the run's history copy or gate to release them. The steps are called as attributes of their modules (registry.migrate_sites, history.direct_readings, ...),
 looked up at each call as before the split, so a test can wrap one in its module.
 """
 import time
@@ -146,14 +145,14 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
             # (before a bulk load drops the keys ON CONFLICT needs)
             staged(table, f"id > {max(0, wm - HISTORY_OVERLAP)} AND id <= {wm}{since.replace('s.', '')}{kept}")
             step(table, staged_fn, run)
-        load = None
+        load, taken = None, False
         if top <= wm:
             run.history_load[table] = {"path": bulk.LIVE, "reason": "nothing above the watermark"}
         else:
             # state_changes keep V5's ids: where V6 holds some in the range, the staged path and
             # its ON CONFLICT take them, which needs the primary key
-            keep = table == "state_changes" and history.ids_taken(run, table, wm, top) > 0
-            load = bulk.decide(run, table, mode, run.expected[table], history_bulk_min_rows, keep)
+            taken = table == "state_changes" and history.ids_taken(run, table, wm, top) > 0
+            load = bulk.decide(run, table, mode, run.expected[table], history_bulk_min_rows, taken)
             if load is None:
                 run.progress(f"{table}: live load ({run.history_load[table]['reason']})")
             elif not bulk.suspend(run, load):
@@ -162,7 +161,7 @@ def migrate(src_conn, tgt_conn, run_id, platform, mode="full", history_since=Non
             if table == "sensor_readings":
                 step(table, history.direct_readings, run, where)
             else:
-                step(table, history.direct_state_changes, run, where, wm, top)
+                step(table, history.direct_state_changes, run, where, wm, top, taken)
         if load is not None:
             bulk.restore(run, load, timed)
         new_marks[table] = max(wm, top)

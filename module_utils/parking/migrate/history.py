@@ -159,9 +159,11 @@ def ids_taken(run, table, lo, hi):
     return run.scalar(f"SELECT count(*) FROM {table} WHERE id > %(lo)s AND id <= %(hi)s", {"lo": lo, "hi": hi})
 
 
-def direct_state_changes(run, where, lo, hi):
-    """New V5 state changes -> V6 keeping their ids (one streamed COPY); the id range goes to the ledger."""
-    if ids_taken(run, "state_changes", lo, hi):  # V6 has rows in that id range: the row-by-row path handles the conflicts
+def direct_state_changes(run, where, lo, hi, taken):
+    """New V5 state changes -> V6 keeping their ids (one streamed COPY); the id range goes to the ledger.
+    taken: V6 holds rows in that id range (ids_taken, counted by the caller before the load): the
+    row-by-row path then handles the conflicts."""
+    if taken:
         staging.stage(run, "state_changes", {}, where.replace("s.", ""))  # staging's select has no alias
         return migrate_state_changes(run)
     spaces = run.rows(f"SELECT v5_id, v6_id FROM {L}.id_map WHERE entity = 'spaces'")

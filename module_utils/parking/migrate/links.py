@@ -3,11 +3,15 @@
 The space <-> device links (link_plan, link_spaces), device_assignments from those links, the
 live-state sync of mapped rows (guarded, settle; a reservation's status: sync_reservations; a
 device's last uplink and a space's state, the rows V6's webhook locks: sync_hot_state, written
-last) and the resolution of orphan rows whose EUI is now a registered sensor. Every such change keeps a before-image so rollback-1 restores it exactly.
+last) and the resolution of orphan rows whose EUI is now a registered sensor. Every such change
+keeps a before-image so rollback-1 restores it exactly.
 """
 from .. import mapping, sqlfrag as F
 from .registry import DEVICE_KINDS, anonymous_user
 from .run import L, decide, note_conflicts, record_state, save_before_images
+
+# a V5 row changed after the V6 row it maps to (the guard of the live-state syncs)
+NEWER = "m.updated_at > coalesce(t.updated_at, '-infinity')"
 
 
 def link_plan(run, table):
@@ -179,9 +183,8 @@ def sync_hot_state(run):
             UPDATE {table} t SET last_seen_at = {F.utc_naive('m.last_seen_at')}
             FROM m_{table} m WHERE t.id IN ({seen}) AND m.v6_id = t.id"""))
     state = F.space_state("m.state")
-    newer = "m.updated_at > coalesce(t.updated_at, '-infinity')"
     targets = guarded(run, "spaces", "m.state", "t.current_state",
-                      f"(t.state IS DISTINCT FROM m.state OR t.current_state IS DISTINCT FROM {state})", newer)
+                      f"(t.state IS DISTINCT FROM m.state OR t.current_state IS DISTINCT FROM {state})", NEWER)
     save_before_images(run, "spaces", targets)
     run.count("spaces", "state_synced", run.execute(f"""
         UPDATE spaces t SET state = m.state, current_state = {state},
@@ -195,9 +198,8 @@ def sync_reservations(run):
     edits win, a conflict is reported); one V5 still runs is closed once its window ended; one
     migrated without a user gets it. Before-images keep rollback exact. (The gate checks
     statuses: this runs before it.)"""
-    newer = "m.updated_at > coalesce(t.updated_at, '-infinity')"
     status = F.reservation_status("m.status", "m.end_time")
-    changed = guarded(run, "reservations", "m.status", "t.status", f"t.status IS DISTINCT FROM {status}", newer)
+    changed = guarded(run, "reservations", "m.status", "t.status", f"t.status IS DISTINCT FROM {status}", NEWER)
     save_before_images(run, "reservations", changed)
     run.count("reservations", "status_synced", run.execute(f"""
         UPDATE reservations t SET status = {status},
