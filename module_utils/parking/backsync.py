@@ -47,8 +47,8 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
 
     V5 is live while this runs (an automatic revert runs it with uplinks arriving): everything is
     first streamed from V6 into TEMP tables, which locks no V5 row; then the writes run in a short
-    burst, those that lock rows V5's uplink handler also updates (spaces, sensor_devices) last,
-    and the caller commits at once. So a V5 request waits for at most that burst, never for the
+    burst, those that lock rows V5's uplink handler also updates last, in its order (the device,
+    then its space: the two cannot deadlock), and the caller commits at once. So a V5 request waits for at most that burst, never for the
     COPYs.
     """
     t0 = time.time()
@@ -157,6 +157,13 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
         FROM bs_reservations b WHERE b.migrated_v5_id IS NOT NULL AND r.id = b.migrated_v5_id::uuid
           AND r.status IS DISTINCT FROM {status}
           AND NOT (r.status IN ('pending', 'confirmed', 'active') AND {status} = 'confirmed')"""))
+    # devices before spaces, in the order V5's uplink handler locks them (the two cannot deadlock);
+    # exact EUI match on purpose: updating a legacy lowercase row would fire V5's uppercase
+    # trigger and rewrite its EUI; V5 never matched uplinks to such a row anyway
+    s.count("sensor_devices", "last_seen_synced", s.execute("""
+        UPDATE sensor_devices d SET last_seen_at = x.seen
+        FROM (SELECT dev_eui, max(received_at) AT TIME ZONE 'UTC' AS seen FROM bs_readings GROUP BY 1) x
+        WHERE d.dev_eui = x.dev_eui AND x.seen > coalesce(d.last_seen_at, '-infinity')"""))
     # previous_state is read by the UPDATE itself, so it is the state this transaction replaced
     s.count("spaces", "state_synced", s.execute("""
         WITH changed AS (
@@ -167,12 +174,6 @@ def backsync(v6_conn, v5_conn, since, probe_dev_eui=None):
         INSERT INTO state_changes (space_id, previous_state, new_state, source, metadata, "timestamp")
         SELECT id, previous_state, new_state, 'system', '{"synced_from": "v6", "by": "parking-migrate"}', changed_at
         FROM changed"""))
-    s.count("sensor_devices", "last_seen_synced", s.execute("""
-        UPDATE sensor_devices d SET last_seen_at = x.seen
-        FROM (SELECT dev_eui, max(received_at) AT TIME ZONE 'UTC' AS seen FROM bs_readings GROUP BY 1) x
-        WHERE d.dev_eui = x.dev_eui AND x.seen > coalesce(d.last_seen_at, '-infinity')"""))
-    # exact match on purpose: updating a legacy lowercase row would fire V5's uppercase trigger
-    # and rewrite its EUI; V5 never matched uplinks to such a row anyway
     changed = any(v for c in s.counts.values() for k, v in c.items() if k != "not_synced_conflict")
     return {"changed": changed, "counts": s.counts, "since": since, "executed_queries": s.queries,
             "seconds": round(time.time() - t0, 3)}

@@ -72,25 +72,28 @@ def loaded_lab():
                 "uplinks": {k: v for k, v in uplinks.account(t_b0, t_b1).items() if k != "examples"}}
         record("baseline", base)
         yield {"client": client, "baseline": base}
-        v6_and_traefik_healthy()
+        all_healthy()
 
 
 @pytest.fixture(autouse=True)
 def no_play_left(loaded_lab):
-    """A case that failed while its play still ran must not leave that play acting in the next case:
-    stop it and put the lab back on V5 (rollback-3), V6 and Traefik healthy."""
+    """Each case starts on a healthy lab (the load of the case before may have left a container
+    recovering from missed health checks). A case that failed while its play still ran must not
+    leave that play acting in the next case: stop it and put the lab back on V5 (rollback-3)."""
+    all_healthy()
     yield
     if Play.stop_all():
-        v6_and_traefik_healthy()
+        all_healthy()
         run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
 
 
-def v6_and_traefik_healthy():
-    """Undo what a case may have done to the containers: V6's health fault, a kill, a restart."""
+def all_healthy():
+    """Undo what a case may have done to the containers (V6's health fault, a kill, a restart) and
+    wait until V5, V6 and Traefik report healthy."""
     subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
                    capture_output=True)
-    container_healthy("parking-api-v6")
-    container_healthy("parking-traefik")
+    for name in ("parking-api", "parking-api-v6", "parking-traefik"):
+        container_healthy(name)
 
 
 def ledger_keys():

@@ -165,9 +165,11 @@ class Database:
                     connect_timeout=5, application_name=self.application_name)
             return self._pool
 
-    def transaction(self):
-        """``with db.transaction() as cur:`` -> one transaction, committed on success."""
-        return Transaction(self)
+    def transaction(self, first_sql="SELECT 1", first_params=None):
+        """``with db.transaction() as cur:`` -> one transaction, committed on success. The
+        transaction's first statement (``first_sql``, also the connection's liveness check) has
+        run when the block starts; its rows are ``cur.fetchone()``."""
+        return Transaction(self, first_sql, first_params)
 
     def close(self):
         with self._lock:
@@ -193,8 +195,8 @@ class Transaction:
         if not self.db._slots.acquire(timeout=POOL_WAIT_SECONDS):
             raise RuntimeError("no database connection free after %ss" % POOL_WAIT_SECONDS)
         try:
-            self.conn = self._healthy_connection(self.db._get_pool())
-            return self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+            self.conn, cur = self._healthy_connection(self.db._get_pool())
+            return cur
         except Exception:
             self.conn = None
             self.db._slots.release()
@@ -204,9 +206,9 @@ class Transaction:
         for _ in range(self.db.maxconn + 1):
             conn = pool.getconn()
             try:
-                with conn.cursor() as cur:
-                    cur.execute(self.first_sql, self.first_params)
-                return conn
+                cur = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+                cur.execute(self.first_sql, self.first_params)
+                return conn, cur
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
                 pool.putconn(conn, close=True)
         raise RuntimeError("no working database connection")

@@ -187,18 +187,45 @@ UPSERT_ORPHAN = """
     RETURNING uplink_count
 """
 
-INSERT_STATE_CHANGE = """
+
+# The uplink transaction's first statement (also the pooled connection's liveness check): what
+# the EUI is, and its space, read without a lock.
+CLASSIFY_UPLINK = """
+    SELECT EXISTS (SELECT 1 FROM sensor_devices WHERE dev_eui = %(eui)s) AS sensor,
+           EXISTS (SELECT 1 FROM display_devices WHERE dev_eui = %(eui)s) AS display,
+           sp.id AS space_id, sp.tenant_id
+    FROM (SELECT 1) one
+    LEFT JOIN LATERAL (SELECT id, tenant_id FROM spaces
+                       WHERE sensor_eui = %(eui)s AND deleted_at IS NULL ORDER BY id LIMIT 1) sp ON true
+"""
+
+# A sensor-driven state change in one statement: the space's row is locked (READ COMMITTED returns
+# its newest version), changed only along StateManager.VALID_TRANSITIONS, and logged. NO KEY
+# UPDATE, the lock an UPDATE of a non-key column takes: FOR UPDATE would also wait for the key-share
+# locks that other uplinks' readings (foreign keys to the space) hold while they wait for the
+# device's row, which this transaction holds - a deadlock.
+CHANGE_STATE = """
+    WITH locked AS (SELECT id, state FROM spaces WHERE id = %(space)s FOR NO KEY UPDATE),
+         changed AS (UPDATE spaces s SET state = %(new)s, updated_at = now() FROM locked
+                     WHERE s.id = locked.id AND locked.state = ANY(%(from)s)
+                     RETURNING locked.state AS previous)
     INSERT INTO state_changes
         (space_id, previous_state, new_state, source, request_id, metadata, "timestamp")
-    VALUES (%s, %s, %s, 'sensor', %s, %s, COALESCE(%s, now()))
+    SELECT %(space)s, previous, %(new)s, 'sensor', %(rid)s, %(meta)s, COALESCE(%(ts)s, now())
+    FROM changed
+    RETURNING previous_state
 """
 
 
 def process_uplink(cur, up):
-    """Write what V5 writes for one uplink; return the response body."""
+    """Write what V5 writes for one uplink; return the response body. ``cur`` holds the result of
+    CLASSIFY_UPLINK (the transaction's first statement).
+
+    Rows other uplinks also update (the device, its space) are locked last, in two statements
+    right before the commit - device, then space - so the uplinks of one device queue on those
+    locks for as short a time as possible: on a busy host a lock held across the whole handler
+    made one device's uplinks queue, fill the connection pool and stall every other request."""
     eui = up["dev_eui"]
-    cur.execute("SELECT EXISTS (SELECT 1 FROM sensor_devices WHERE dev_eui = %s) AS sensor,"
-                " EXISTS (SELECT 1 FROM display_devices WHERE dev_eui = %s) AS display", (eui, eui))
     known = cur.fetchone()
     result = {"status": "processed", "device_eui": eui, "request_id": up["deduplication_id"]}
 
@@ -217,33 +244,30 @@ def process_uplink(cur, up):
 
     result["device_kind"] = "sensor"
     decoded = decode_sensor_payload(up["profile_name"], up["payload"])
-    # Lock the space first: concurrent uplinks for one space are serialised here.
-    cur.execute("SELECT id, tenant_id, state, code FROM spaces"
-                " WHERE sensor_eui = %s AND deleted_at IS NULL FOR UPDATE", (eui,))
-    space = cur.fetchone()
-    if space and space["tenant_id"]:
-        set_tenant(cur, space["tenant_id"])
+    space_id = known["space_id"]
+    if space_id and known["tenant_id"]:
+        set_tenant(cur, known["tenant_id"])
 
     inserted = False
     if decoded["occupancy"] is not None:
-        cur.execute(INSERT_READING, (eui, space["id"] if space else None, decoded["occupancy"],
+        cur.execute(INSERT_READING, (eui, space_id, decoded["occupancy"],
                                      decoded["battery"], decoded["temperature"], up["rssi"],
                                      up["snr"], up["time"], up["fcnt"]))
         inserted = cur.fetchone() is not None
     cur.execute("UPDATE sensor_devices SET last_seen_at = now() WHERE dev_eui = %s", (eui,))
 
-    result.update(space_id=space["id"] if space else None, occupancy=decoded["occupancy"],
+    result.update(space_id=space_id, occupancy=decoded["occupancy"],
                   duplicate=decoded["occupancy"] is not None and not inserted, state_changed=False)
-    if not (space and inserted):
+    if not (space_id and inserted):
         return result
-    previous, new = space["state"], decoded["occupancy"]
-    result["state"] = previous
-    if previous == new or new not in VALID_TRANSITIONS.get(previous, ()):
-        return result
-    cur.execute("UPDATE spaces SET state = %s, updated_at = now() WHERE id = %s", (new, space["id"]))
-    cur.execute(INSERT_STATE_CHANGE, (space["id"], previous, new, up["deduplication_id"][:50],
-                                      json.dumps({"fcnt": up["fcnt"], "dev_eui": eui}), up["time"]))
-    result.update(state=new, state_changed=True)
+    new = decoded["occupancy"]
+    allowed = [state for state, targets in VALID_TRANSITIONS.items() if new in targets and state != new]
+    cur.execute(CHANGE_STATE, {"space": space_id, "new": new, "from": allowed,
+                               "rid": up["deduplication_id"][:50], "ts": up["time"],
+                               "meta": json.dumps({"fcnt": up["fcnt"], "dev_eui": eui})})
+    changed = cur.fetchone()
+    if changed:
+        result.update(previous_state=changed["previous_state"], state=new, state_changed=True)
     return result
 
 
@@ -474,7 +498,7 @@ class App(svc.Router):
             raise HTTPError(400, str(exc)) from exc
 
         def work():
-            with self.db.transaction() as cur:
+            with self.db.transaction(CLASSIFY_UPLINK, {"eui": up["dev_eui"]}) as cur:
                 return process_uplink(cur, up)
 
         result = svc.run_uplink(LOG, up, work)
