@@ -30,8 +30,8 @@ pytestmark = pytest.mark.lab_mutating
 import uplinks
 from labdb import ROOT, lab_pg_params, query, recap, run_playbook
 from labutil import sim, wait_for
-from traffic import (ROUTING, ApiClient, Play, backend, beyond_baseline, container_healthy, v6_left_behind,
-                     v6_weight, window)
+from traffic import (ROUTING, ApiClient, Play, backend, beyond_baseline, container_healthy, edge_trouble,
+                     v6_left_behind, v6_weight, window)
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import cpu_hog  # noqa: E402
@@ -119,6 +119,8 @@ def measure(lab, t0, t1, **extra):
     out["added_lost_uplinks"] = beyond_baseline(base["uplinks"]["not_2xx"] + base["uplinks"]["lost"],
                                                 base["uplinks"]["attempts"],
                                                 acc["not_2xx"] + acc["lost"], acc["attempts"])
+    if out["added_failed_requests"] or out["added_lost_uplinks"]:
+        out["edge"] = edge_trouble(t0, t1)
     return out
 
 
@@ -155,8 +157,8 @@ def test_cutover_under_load_with_automatic_revert_and_rollback_3(loaded_lab):
                   revert_done_s=round(t_end - t_fault, 1))
     record("v6 unhealthy at 10 %", fig)
     # V6 still answers requests while /health fails: its health check (every 0.5 s) takes it out
-    assert left <= 3, fig
-    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
+    assert left <= 3, json.dumps(fig)
+    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, json.dumps(fig)
 
     # 2. the real cutover, 10 % -> 100 % as fast as the gates allow
     halt, seen = weight_watch()
@@ -185,9 +187,10 @@ def test_cutover_under_load_with_automatic_revert_and_rollback_3(loaded_lab):
                   ten_to_hundred_s=round(ten_to_full, 1))
     fig["rollback_3"] = measure(loaded_lab, t_r0, t_r1, rollback3_s=round(rollback3_s, 1))
     record("cutover and rollback-3", fig)
-    assert ten_to_full <= 15, fig
-    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
-    assert fig["rollback_3"]["added_failed_requests"] == 0 and fig["rollback_3"]["added_lost_uplinks"] == 0, fig
+    assert ten_to_full <= 15, json.dumps(fig)
+    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, json.dumps(fig)
+    back = fig["rollback_3"]
+    assert back["added_failed_requests"] == 0 and back["added_lost_uplinks"] == 0, json.dumps(fig)
     assert fig["uplinks"]["in_v6"] > 0
 
 
@@ -208,13 +211,14 @@ def test_v6_killed_mid_cutover_costs_nothing(loaded_lab, when):
     container_healthy("parking-api-v6")
     left, touched = v6_left_behind(t_kill, t_end)
     fig = measure(loaded_lab, t0, t_end, v5_serving_everything_after_s=left, requests_retried_or_on_v6=touched,
-                  revert_done_s=round(t_end - t_kill, 1), kill_window=measure(loaded_lab, t_kill - 1, t_kill + 5))
+                  kill_at_s=round(t_kill - t0, 1), revert_done_s=round(t_end - t_kill, 1),
+                  kill_window=measure(loaded_lab, t_kill - 1, t_kill + 5))
     record(f"v6 killed at {when}", fig)
     assert rc != 0 and "Cutover reverted" in play.out, play.out[-3000:]
     assert v6_weight() == 0 and backend() == "5"
     assert "switched" not in ledger_keys()
-    assert left <= 1.0, fig
-    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, fig
+    assert left <= 1.0, json.dumps(fig)
+    assert fig["added_failed_requests"] == 0 and fig["added_lost_uplinks"] == 0, json.dumps(fig)
     # the revert copied back what V6 stored: every reading is in V5 again
     in_v5 = uplinks.account(t0, t_end, v5_only=True)
     assert in_v5["lost"] == 0, {k: v for k, v in in_v5.items() if k != "examples"}

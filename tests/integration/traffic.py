@@ -144,6 +144,27 @@ def v6_left_behind(t_fault, t_end, hosts=("api.", "parking-")):
     return (0.0 if last is None else round(last - t_fault, 2)), touched
 
 
+def edge_trouble(t0, t1, hosts=("api.", "parking-"), slow_s=2.0):
+    """What Traefik's access log says about the cutover hosts in [t0, t1], for a failed case's
+    figures (CI shows only them): requests that failed (status >= 500 or 499: the client gave up)
+    or took over slow_s, counted by service and status, with the start of the first and last."""
+    from parking.accesslog import iter_window
+    out = {}
+    for e in iter_window(ACCESS_LOG, t0, t1, 512 * 1024 * 1024):
+        if not str(e.get("RequestHost", "")).startswith(hosts):
+            continue
+        status = int(e.get("DownstreamStatus") or 0)
+        took = float(e.get("Duration") or 0) / 1e9
+        if status < 500 and status != 499 and took < slow_s:
+            continue
+        key = f"{e.get('ServiceName') or e.get('RouterName') or '?'} {status} retries={e.get('RetryAttempts') or 0}"
+        row = out.setdefault(key, {"n": 0, "first": round(e["_t"] - t0, 1), "max_s": 0.0})
+        row["n"] += 1
+        row["last"] = round(e["_t"] - t0, 1)
+        row["max_s"] = max(row["max_s"], round(took, 2))
+    return out
+
+
 def window(client, t0, t1):
     """The API client's figures between t0 and t1: requests, failed, p99 and worst latency (ms)."""
     rec = [r for r in client.records if t0 <= r[0] <= t1]

@@ -349,8 +349,8 @@ NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
 
 
 class TestProcessUplink:
-    DEV = {"id": "dev-1", "tenant_id": TENANT, "assigned_space_id": "sp-1"}
-    SPACE = {"id": "sp-1", "code": "P1-01", "current_state": "free", "sensor_state": "free"}
+    DEV = {"id": "dev-1", "tenant_id": TENANT, "assigned_space_id": "sp-1", "newest_fcnt": None}
+    SPACE = {"code": "P1-01", "current_state": "free", "sensor_state": "free", "changed": True}
 
     def run(self, answers, payload=b"\x01", fcnt=42):
         up = app.parse_uplink(json.dumps(up_event(payload, fcnt)).encode())
@@ -359,59 +359,64 @@ class TestProcessUplink:
         return result, change, cur
 
     def test_occupancy_change_updates_space_and_reports(self):
-        result, change, cur = self.run([self.DEV, None, {"id": "r-1"}, self.SPACE])
+        result, change, cur = self.run([self.DEV, {"id": "r-1"}, self.SPACE])
         assert result == {"status": "processed", "dev_eui": "58A0CB00001196F3", "fcnt": 42,
                           "space_id": "sp-1", "occupied": True, "reading_id": "r-1"}
         insert = cur.statements("INSERT INTO sensor_readings")[0][1]
         assert insert[:5] == (TENANT, "dev-1", "58A0CB00001196F3", 42, True)
         assert insert[8] == insert[9] == NOW                    # received_at = now, as V6
         assert cur.statements("UPDATE sensor_devices")[0][1] == (NOW, NOW, "dev-1")
-        assert cur.statements("SELECT id, code, current_state")[0][1] == ("sp-1", TENANT)
-        assert cur.statements("UPDATE spaces")[0][1] == ("occupied", "occupied", NOW, NOW, "sp-1")
+        assert cur.statements("SELECT d.id")[0][1] == ("58A0CB00001196F3", "58A0CB00001196F3")
+        assert "FOR UPDATE" not in cur.statements("SELECT d.id")[0][0]
+        assert cur.statements("WITH old")[0][1] == {"space": "sp-1", "tenant": TENANT, "state": "occupied",
+                                                    "now": NOW}
+        # the device row is locked (updated) only after the reading is in, the space after it
+        order = [s.split()[0] + " " + s.split()[1] for s, _ in cur.sql]
+        assert order == ["SELECT d.id,", "INSERT INTO", "UPDATE sensor_devices", "WITH old"]
         tenant, data = change
         assert tenant == TENANT and data["current_state"] == "occupied"
         assert data["previous_state"] == "free" and data["space_code"] == "P1-01" and data["fcnt"] == 42
 
     def test_unchanged_state_writes_no_space_but_is_pushed(self):
-        space = dict(self.SPACE, current_state="occupied")
-        result, change, cur = self.run([self.DEV, None, {"id": "r-1"}, space])
+        space = dict(self.SPACE, current_state="occupied", changed=False)
+        result, change, cur = self.run([self.DEV, {"id": "r-1"}, space])
         assert result["status"] == "processed" and change[1]["changed"] is False
         assert change[1]["current_state"] == "occupied" and change[1]["state_changed_at"] is None
-        assert not cur.statements("UPDATE spaces")
 
     def test_sensor_overrides_reserved_as_v6(self):
         space = dict(self.SPACE, current_state="reserved")
-        result, change, cur = self.run([self.DEV, None, {"id": "r-1"}, space], payload=b"\x00")
-        assert cur.statements("UPDATE spaces")[0][1][:2] == ("free", "free")
+        result, change, cur = self.run([self.DEV, {"id": "r-1"}, space], payload=b"\x00")
+        assert cur.statements("WITH old")[0][1]["state"] == "free"
         assert change[1]["previous_state"] == "reserved"
 
     def test_no_payload_stores_unknown_occupancy(self):
-        result, change, cur = self.run([self.DEV, None, {"id": "r-1"}], payload=b"")
+        result, change, cur = self.run([self.DEV, {"id": "r-1"}], payload=b"")
         assert result["occupied"] is None and change is None
         assert cur.statements("INSERT INTO sensor_readings")[0][1][4] is None
 
     def test_unassigned(self):
         dev = dict(self.DEV, assigned_space_id=None)
-        result, change, _ = self.run([dev, None, {"id": "r-9"}])
+        result, change, _ = self.run([dev, {"id": "r-9"}])
         assert result == {"status": "unassigned", "dev_eui": "58A0CB00001196F3", "fcnt": 42,
                           "message": "Device not assigned to any space", "reading_id": "r-9"}
 
     def test_duplicate_is_exact_device_and_fcnt(self):
-        result, change, cur = self.run([self.DEV, {"fcnt": 42}, {"?column?": 1}])
+        result, change, cur = self.run([dict(self.DEV, newest_fcnt=42), {"?column?": 1}])
         assert result == {"status": "duplicate", "dev_eui": "58A0CB00001196F3", "fcnt": 42,
                           "message": "Duplicate message (already processed)"}
         assert cur.statements("SELECT 1 FROM sensor_readings")[0][1] == ("dev-1", 42)
         assert not cur.statements("INSERT") and change is None
 
     def test_an_fcnt_above_the_newest_skips_the_exact_check(self):
-        cur = Cursor([{"fcnt": 41}])
-        assert app.reading_exists(cur, "58A0CB00001196F3", "dev-1", 42) is False
+        cur = Cursor([])
+        assert app.reading_exists(cur, dict(self.DEV, newest_fcnt=41), 42) is False
         assert not cur.statements("SELECT 1 FROM sensor_readings")
 
     def test_an_older_fcnt_is_new_unless_that_exact_reading_exists(self):
         # out of order (ChirpStack does not keep the order): stored, unlike the real app
-        assert app.reading_exists(Cursor([{"fcnt": 50}, None]), "58A0CB00001196F3", "dev-1", 42) is False
-        assert app.reading_exists(Cursor([{"fcnt": 50}, {"?column?": 1}]), "58A0CB00001196F3", "dev-1", 42)
+        dev = dict(self.DEV, newest_fcnt=50)
+        assert app.reading_exists(Cursor([None]), dev, 42) is False
+        assert app.reading_exists(Cursor([{"?column?": 1}]), dev, 42)
 
     def test_orphan(self):
         result, change, cur = self.run([None])

@@ -900,14 +900,18 @@ def set_setting(cur, name, value):
 # Uplink processing (one transaction per uplink)
 # --------------------------------------------------------------------------------------------
 
-# The row lock serialises the uplinks of one device, so the (device, fcnt) check cannot race.
-LOCK_DEVICE = ("SELECT id, tenant_id, assigned_space_id FROM sensor_devices WHERE dev_eui = %s"
-               " FOR UPDATE")
-# The real app's access path first: the EUI's newest reading, by the received_at index (cheap).
-# A new uplink's fCnt is almost always above it; only otherwise the exact check runs (a scan of
-# the device's readings, which grows with the history the migration brought along).
-NEWEST_FCNT = ("SELECT fcnt FROM sensor_readings WHERE dev_eui = %s"
-               " ORDER BY received_at DESC LIMIT 1")
+# Like the real app, an uplink takes no lock until it writes: the device and its newest reading
+# are read without one (the real app's access path: the EUI's newest reading by the received_at
+# index; only an fCnt at or below it needs the exact check, a scan of the device's readings),
+# the reading is inserted, then the device row and its space are updated, last, each in one
+# statement: locks are held for two statements and the commit, so a host that starves this
+# process for a moment does not queue the next uplinks of the device behind a held lock (the
+# convoy that took the lab's V5 down on CI). As in the real app, two copies of one (EUI, fCnt)
+# racing each other can both be stored: ChirpStack sends an uplink once.
+FIND_DEVICE = ("SELECT d.id, d.tenant_id, d.assigned_space_id,"
+               " (SELECT r.fcnt FROM sensor_readings r WHERE r.dev_eui = %s"
+               "  ORDER BY r.received_at DESC LIMIT 1) AS newest_fcnt"
+               " FROM sensor_devices d WHERE d.dev_eui = %s")
 READING_EXISTS = "SELECT 1 FROM sensor_readings WHERE device_id = %s AND fcnt = %s LIMIT 1"
 INSERT_READING = """
     INSERT INTO sensor_readings
@@ -916,10 +920,17 @@ INSERT_READING = """
     RETURNING id
 """
 TOUCH_DEVICE = "UPDATE sensor_devices SET last_seen_at = %s, updated_at = %s WHERE id = %s"
-LOCK_SPACE = ("SELECT id, code, current_state, sensor_state FROM spaces"
-              " WHERE id = %s AND tenant_id = %s FOR UPDATE")
-UPDATE_SPACE = ("UPDATE spaces SET current_state = %s, sensor_state = %s, state_changed_at = %s,"
-                " updated_at = %s WHERE id = %s")
+# the space's state, written only when it moves; the row as it was before, for the broadcast
+SET_SPACE_STATE = """
+    WITH old AS (SELECT id, code, current_state, sensor_state FROM spaces
+                  WHERE id = %(space)s AND tenant_id = %(tenant)s),
+         moved AS (UPDATE spaces s SET current_state = %(state)s, sensor_state = %(state)s,
+                          state_changed_at = %(now)s, updated_at = %(now)s
+                     FROM old WHERE s.id = old.id AND s.current_state IS DISTINCT FROM %(state)s
+                   RETURNING s.id)
+    SELECT old.code, old.current_state, old.sensor_state, EXISTS (SELECT 1 FROM moved) AS changed
+      FROM old
+"""
 UPSERT_ORPHAN = """
     INSERT INTO orphan_devices (dev_eui, first_seen, last_seen, message_count, last_payload)
     VALUES (%s, %s, %s, 1, %s)
@@ -930,13 +941,12 @@ UPSERT_ORPHAN = """
 """
 
 
-def reading_exists(cur, eui, device_id, fcnt):
+def reading_exists(cur, device, fcnt):
     """Exact de-duplication, cheaply: only an fCnt at or below the newest one can be a duplicate."""
-    cur.execute(NEWEST_FCNT, (eui,))
-    newest = cur.fetchone()
-    if newest is None or newest["fcnt"] < fcnt:
+    newest = device["newest_fcnt"]
+    if newest is None or newest < fcnt:
         return False
-    cur.execute(READING_EXISTS, (device_id, fcnt))
+    cur.execute(READING_EXISTS, (device["id"], fcnt))
     return cur.fetchone() is not None
 
 
@@ -945,7 +955,7 @@ def process_uplink(cur, up, now=None):
     data) or None); the caller broadcasts after the commit."""
     eui, fcnt = up["dev_eui"], up["fcnt"]
     now = now or utcnow_naive()
-    cur.execute(LOCK_DEVICE, (eui,))
+    cur.execute(FIND_DEVICE, (eui, eui))
     device = cur.fetchone()
     if device is None:
         cur.execute(UPSERT_ORPHAN, (eui, now, now, up["raw"]))
@@ -953,7 +963,7 @@ def process_uplink(cur, up, now=None):
     if fcnt is None:
         return {"status": "ignored", "dev_eui": eui, "fcnt": None,
                 "message": "No usable fCnt: nothing stored"}, None
-    if reading_exists(cur, eui, device["id"], fcnt):
+    if reading_exists(cur, device, fcnt):
         return {"status": "duplicate", "dev_eui": eui, "fcnt": fcnt,
                 "message": "Duplicate message (already processed)"}, None
     occupied = up["occupied"]
@@ -969,14 +979,13 @@ def process_uplink(cur, up, now=None):
               "occupied": occupied, "reading_id": reading_id}
     if occupied is None:
         return result, None
-    cur.execute(LOCK_SPACE, (space_id, device["tenant_id"]))
+    state = "occupied" if occupied else "free"
+    cur.execute(SET_SPACE_STATE, {"space": space_id, "tenant": device["tenant_id"], "state": state,
+                                  "now": now})
     space = cur.fetchone()
     if space is None:
         return result, None
-    state = "occupied" if occupied else "free"
-    changed = space["current_state"] != state
-    if changed:
-        cur.execute(UPDATE_SPACE, (state, state, now, now, space_id))
+    changed = space["changed"]
     # every sensor reading of a space is pushed (a dashboard shows it live), ``changed`` telling
     # whether the space's state moved
     data = {"space_id": str(space_id), "space_code": space["code"], "current_state": state,
