@@ -79,7 +79,7 @@ def main():
         time.sleep(6)  # uplinks in flight finish (5 s time-out)
         client.stop()
         sim("/sim/control", {"rate": 20})
-    rows = {name: dict(window(client, a, b), **{k: v for k, v in uplinks.account(a, b).items() if k != "examples"})
+    rows = {name: dict(window(client, a, b), **uplinks.counts(uplinks.account(a, b)))
             for name, (a, b) in windows.items()}
     base = rows["baseline"]
     print(f"load: 50 uplinks/s, 20 API requests/s, CPU hog: {'no' if args.no_hog else os.cpu_count()} busy processes")

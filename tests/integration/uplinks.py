@@ -58,7 +58,12 @@ def account(since, until, v5_db="parking_v5", v5_only=False):
     missing = sorted(wanted - in_v5 - (set() if v5_only else in_v6))
     return {"attempts": len(att), "not_2xx": len(not_2xx), "sensor_uplinks": len(wanted),
             "in_v5": len(wanted & in_v5), "in_v6": len(wanted & in_v6), "lost": len(missing),
-            "examples": (not_2xx[:3], missing[:5])}
+            "examples": (not_2xx[:3], missing[:5]), "not_2xx_attempts": not_2xx, "missing": missing}
+
+
+def counts(acc):
+    """An account without its lists (examples, every failed attempt, every missing reading)."""
+    return {k: v for k, v in acc.items() if k not in ("examples", "not_2xx_attempts", "missing")}
 
 
 def main():
@@ -67,8 +72,8 @@ def main():
     ap.add_argument("--since", type=float, default=0.0, help="epoch seconds (default: every attempt)")
     ap.add_argument("--v5-only", action="store_true", help="every reading must be in V5 (after the rollbacks)")
     args = ap.parse_args()
-    result = account(args.since, time.time(), args.v5_db, args.v5_only)
-    result["examples"] = [list(x) for x in result["examples"]]
+    acc = account(args.since, time.time(), args.v5_db, args.v5_only)
+    result = dict(counts(acc), examples=[list(x) for x in acc["examples"]])
     print(json.dumps(result, default=str))
     return 0 if result["lost"] == 0 and result["not_2xx"] == 0 and result["attempts"] > 0 else 1
 
