@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Benchmark: the phase-3 switch under load on a busy host, on the running lab (127.0.0.1 only).
 
-  .venv/bin/python bench/cutover.py [--baseline 20] [--no-hog]
+  .venv/bin/python bench/cutover.py [--baseline 20] [--no-hog] [--only NAME ...]
 
 With the ChirpStack simulator at 50 uplinks/s, an API client at 20 requests/s through Traefik and
 a CPU hog on every core (bench/cpu_hog.py; --no-hog for an idle machine), in one run: a baseline
 window with nothing switching, the cutover (03-cutover.yml), rollback-3, a cutover during which
 V6 is killed at 100 % (automatic revert), and one during which V6 turns unhealthy at 10 %. Prints
 per window: requests, failed, p99 and worst latency against the baseline's, uplinks sent / not
-2xx / lost, and the seconds until V5 served everything after each fault. Needs the lab up
-(playbooks/lab.yml) with phases 1-2. Not a test: the numbers depend on the machine.
+2xx / lost, and after each fault the seconds until Traefik answered and until no request touched
+V6. Needs the lab up (playbooks/lab.yml) with phases 1-2. Not a test: the numbers depend on the
+machine.
 """
 import argparse
 import contextlib
@@ -30,25 +31,45 @@ from traffic import (ApiClient, Play, backend, container_healthy, v6_left_behind
                      window)
 
 
-def fault_run(weight, fault):
-    """A cutover with a fault at `weight` %: (t0, t_fault, t_end, seconds until V5 served all)."""
+def fault_run(when, fault):
+    """A cutover with a fault when the ramp reaches `when` (a V6 weight in %, or "final gate": the
+    play starts its final delta): (t0, t_fault, t_end, seconds until no request touched V6,
+    seconds until Traefik answered again)."""
     t0 = time.time()
     play = Play("playbooks/03-cutover.yml")
-    wait_for(lambda: v6_weight() == weight or not play.running(), timeout=240, interval=0.05)
+    if when == "final gate":
+        play.until(lambda: play.reached("Catch up what V5 wrote during the switch"))
+    else:
+        wait_for(lambda: v6_weight() == when or not play.running(), timeout=240, interval=0.05)
     subprocess.run(fault, check=True, capture_output=True)
     t_fault = time.time()
+    wait_for(lambda: backend() is not None, timeout=60, interval=0.05)
+    t_back = time.time()
     play.wait()
     subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
                    capture_output=True)
-    container_healthy("parking-api-v6")
+    for name in ("parking-api-v6", "parking-traefik", "parking-api"):
+        container_healthy(name)
     t_end = time.time()
-    return t0, t_fault, t_end, v6_left_behind(t_fault, t_end)[0]
+    return t0, t_fault, t_end, {"v6_left_behind_s": v6_left_behind(t_fault, t_end)[0],
+                                "answering_again_s": round(t_back - t_fault, 2)}
+
+
+FAULTS = (  # (window name, when, command)
+    ("unhealthy at 10 %", 10, ["docker", "exec", "parking-api-v6", "touch", "/tmp/parking-lab-unhealthy"]),
+    ("kill at 10 %", 10, ["docker", "kill", "parking-api-v6"]),
+    ("kill at 100 %", 100, ["docker", "kill", "parking-api-v6"]),
+    ("kill at final gate", "final gate", ["docker", "kill", "parking-api-v6"]),
+    ("Traefik restart", 10, ["docker", "restart", "parking-traefik"]),
+)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", type=float, default=20.0, help="seconds of baseline traffic")
     ap.add_argument("--no-hog", action="store_true", help="measure on an idle machine")
+    ap.add_argument("--only", action="append", choices=[f[0] for f in FAULTS],
+                    help="run only this fault case (repeatable; default: all)")
     args = ap.parse_args()
     run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
     run_playbook("playbooks/02-deploy-v6.yml")
@@ -71,11 +92,11 @@ def main():
         t = time.time()
         _, rollback_s = run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
         windows["rollback-3"] = (t, time.time())
-        t0, tf, te, faults["V6 killed at 100 %"] = fault_run(100, ["docker", "kill", "parking-api-v6"])
-        windows["kill at 100 %"] = (t0, te)
-        t0, tf, te, faults["V6 unhealthy at 10 %"] = fault_run(
-            10, ["docker", "exec", "parking-api-v6", "touch", "/tmp/parking-lab-unhealthy"])
-        windows["unhealthy at 10 %"] = (t0, te)
+        for name, when, command in FAULTS:
+            if args.only and name not in args.only:
+                continue
+            t0, _, te, faults[name] = fault_run(when, command)
+            windows[name] = (t0, te)
         time.sleep(6)  # uplinks in flight finish (5 s time-out)
         client.stop()
         sim("/sim/control", {"rate": 20})
@@ -89,8 +110,9 @@ def main():
         print(f"{name:<18} {w['requests']:>8} {w['failed']:>6} {w['p99_ms']:>8} {w['max_ms']:>8} "
               f"{w['p99_ms'] / (base['p99_ms'] or 1):>8.2f} {w['attempts']:>7} {w['not_2xx']:>7} {w['lost']:>5}")
     print(f"switch (03-cutover.yml): {switch_s:.1f} s; rollback-3: {rollback_s:.1f} s")
-    for name, seconds in faults.items():
-        print(f"{name}: no request touched V6 (served or retried) later than {seconds:.2f} s after the fault")
+    for name, f in faults.items():
+        print(f"{name}: Traefik answered {f['answering_again_s']:.2f} s after the fault; no request touched V6 "
+              f"(served or retried) later than {f['v6_left_behind_s']:.2f} s after it")
     print(json.dumps({"windows": rows, "switch_s": switch_s, "rollback3_s": rollback_s, "faults": faults},
                      default=str), file=sys.stderr)
 
