@@ -5,8 +5,9 @@
 
 With the ChirpStack simulator at 50 uplinks/s, an API client at 20 requests/s through Traefik and
 a CPU hog on every core (bench/cpu_hog.py; --no-hog for an idle machine), in one run: a baseline
-window with nothing switching, the cutover (03-cutover.yml), rollback-3, a cutover during which
-V6 is killed at 100 % (automatic revert), and one during which V6 turns unhealthy at 10 %. Prints
+window with nothing switching, the cutover (03-cutover.yml), rollback-3, then one cutover per fault
+(each reverts automatically): V6 unhealthy at 10 %, V6 killed at 10 %, at 100 % and during the
+final gate, Traefik restarted at 10 % (--only NAME for some of them). Prints
 per window: requests, failed, p99 and worst latency against the baseline's, uplinks sent / not
 2xx / lost, and after each fault the seconds until Traefik answered and until no request touched
 V6. Needs the lab up (playbooks/lab.yml) with phases 1-2. Not a test: the numbers depend on the
@@ -27,8 +28,8 @@ import cpu_hog  # noqa: E402
 import uplinks  # noqa: E402
 from labdb import run_playbook  # noqa: E402
 from labutil import sim, wait_for  # noqa: E402
-from traffic import (ApiClient, Play, backend, container_healthy, v6_left_behind, v6_weight,  # noqa: E402
-                     window)
+from traffic import (FINAL_GATE_TASK, ApiClient, Play, all_healthy, backend, v6_left_behind,  # noqa: E402
+                     v6_weight, window)
 
 
 def fault_run(when, fault):
@@ -38,7 +39,7 @@ def fault_run(when, fault):
     t0 = time.time()
     play = Play("playbooks/03-cutover.yml")
     if when == "final gate":
-        play.until(lambda: play.reached("Catch up what V5 wrote during the switch"))
+        play.until(lambda: play.reached(FINAL_GATE_TASK))
     else:
         wait_for(lambda: v6_weight() == when or not play.running(), timeout=240, interval=0.05)
     subprocess.run(fault, check=True, capture_output=True)
@@ -46,10 +47,7 @@ def fault_run(when, fault):
     wait_for(lambda: backend() is not None, timeout=60, interval=0.05)
     t_back = time.time()
     play.wait()
-    subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
-                   capture_output=True)
-    for name in ("parking-api-v6", "parking-traefik", "parking-api"):
-        container_healthy(name)
+    all_healthy()
     t_end = time.time()
     return t0, t_fault, t_end, {"v6_left_behind_s": v6_left_behind(t_fault, t_end)[0],
                                 "answering_again_s": round(t_back - t_fault, 2)}

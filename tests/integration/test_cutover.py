@@ -35,8 +35,8 @@ import hostwatch
 import uplinks
 from labdb import ROOT, lab_pg_params, query, recap, run_playbook
 from labutil import sim, wait_for
-from traffic import (ROUTING, ApiClient, Play, backend, beyond_baseline, container_healthy, edge_trouble,
-                     v6_left_behind, v6_weight, window)
+from traffic import (FINAL_GATE_TASK, ROUTING, ApiClient, Play, all_healthy, backend, beyond_baseline,
+                     container_healthy, edge_trouble, v6_left_behind, v6_weight, window)
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import cpu_hog  # noqa: E402
@@ -94,15 +94,6 @@ def no_play_left(loaded_lab):
     if Play.stop_all():
         all_healthy()
         run_playbook("playbooks/rollback.yml", "--tags", "rollback-3")
-
-
-def all_healthy():
-    """Undo what a case may have done to the containers (V6's health fault, a kill, a restart) and
-    wait until V5, V6 and Traefik report healthy."""
-    subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
-                   capture_output=True)
-    for name in ("parking-api", "parking-api-v6", "parking-traefik"):
-        container_healthy(name)
 
 
 def ledger_keys():
@@ -222,7 +213,7 @@ def test_v6_killed_mid_cutover_costs_nothing(loaded_lab, when):
     fails, no uplink is lost; the play reverts, copies back what V6 stored, and says so."""
     reached = {"10 %": lambda play: v6_weight() == 10,
                "100 %": lambda play: v6_weight() == 100,
-               "final gate": lambda play: play.reached("Catch up what V5 wrote during the switch")}[when]
+               "final gate": lambda play: play.reached(FINAL_GATE_TASK)}[when]
     t0 = time.time()
     play = Play("playbooks/03-cutover.yml")
     play.until(lambda: reached(play))

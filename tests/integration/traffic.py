@@ -108,6 +108,8 @@ class ApiClient(threading.Thread):
 
 
 ROUTING = os.path.join(STATE_DIR, "traefik", "dynamic", "cutover-routing.yml")
+# the task phase 3 starts its final delta and gate with (roles/cutover/tasks/deploy.yml)
+FINAL_GATE_TASK = "Catch up what V5 wrote during the switch"
 
 
 def backend():
@@ -149,13 +151,14 @@ def edge_trouble(t0, t1, hosts=("api.", "parking-"), slow_s=2.0):
     figures (CI shows only them): requests that failed (status >= 500 or 499: the client gave up)
     or took over slow_s, counted by service and status, with the start of the first and last."""
     from parking.accesslog import iter_window
+    from parking.traffic import failed
     out = {}
     for e in iter_window(ACCESS_LOG, t0, t1, 512 * 1024 * 1024):
         if not str(e.get("RequestHost", "")).startswith(hosts):
             continue
         status = int(e.get("DownstreamStatus") or 0)
         took = float(e.get("Duration") or 0) / 1e9
-        if status < 500 and status != 499 and took < slow_s:
+        if not failed(status) and took < slow_s:
             continue
         key = f"{e.get('ServiceName') or e.get('RouterName') or '?'} {status} retries={e.get('RetryAttempts') or 0}"
         row = out.setdefault(key, {"n": 0, "first": round(e["_t"] - t0, 1), "max_s": 0.0})
@@ -267,3 +270,12 @@ def container_healthy(name, timeout=90):
         if time.time() > deadline:
             raise AssertionError(f"{name} not healthy after {timeout} s: {state()}")
         time.sleep(0.5)
+
+
+def all_healthy():
+    """Undo what a cutover case may have done to the containers (V6's health fault, a kill, a
+    restart) and wait until V5, V6 and Traefik report healthy."""
+    subprocess.run(["docker", "exec", "parking-api-v6", "rm", "-f", "/tmp/parking-lab-unhealthy"],
+                   capture_output=True)
+    for name in ("parking-api", "parking-api-v6", "parking-traefik"):
+        container_healthy(name)
